@@ -1,0 +1,299 @@
+"""The Starlette application: wiring, middleware, error rendering and the operations endpoints.
+
+Owns the app's lifecycle (pools, Redis functions, reference cache, the admission monitor), the one
+place errors become `application/problem+json`, request metrics and security headers, and
+`/healthz`, `/readyz`, `/metrics`, `/openapi.json`. Candidate routes live in `engine.candidate_api`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from engine import metrics, openapi, queue, store
+from engine.auth import LoginThrottle, PasswordService, SessionStore
+from engine.errors import ExamregError, MethodNotAllowed, NotFound, Unavailable
+from engine.registration import Catalog
+from engine.settings import Settings
+
+log = logging.getLogger("examreg.api")
+
+
+@dataclass
+class Services:
+    """What the handlers need, built once per process in the lifespan."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    enqueuer: queue.Enqueuer
+    passwords: PasswordService
+    sessions: SessionStore
+    throttle: LoginThrottle
+    catalog: Catalog
+    reference_body: bytes
+    reference_etag: str
+    memory_shedding: bool = False
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def language(request: Request) -> str:
+    """`?lang=en` or an English Accept-Language switches messages to English; Vietnamese first."""
+    lang = request.query_params.get("lang")
+    if lang in ("vi", "en"):
+        return lang
+    accept = request.headers.get("accept-language", "")
+    return "en" if accept.lower().startswith("en") else "vi"
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+
+
+def problem(exc: ExamregError, lang: str) -> Response:
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return Response(
+        orjson.dumps(exc.to_problem(lang)),
+        exc.status,
+        headers=headers,
+        media_type="application/problem+json",
+    )
+
+
+async def _on_examreg_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ExamregError)
+    return problem(exc, language(request))
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    mapped: ExamregError = MethodNotAllowed() if exc.status_code == 405 else NotFound()
+    if exc.status_code not in (404, 405):
+        mapped = ExamregError(detail_en=str(exc.detail))
+    return problem(mapped, language(request))
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, (RedisError, OSError, asyncpg.PostgresConnectionError, TimeoutError)):
+        return problem(Unavailable(), language(request))
+    # Logged without the request body: it may carry personal data.
+    log.error(
+        "unhandled %s on %s %s", type(exc).__name__, request.method, _route_name(request.scope)
+    )
+    return Response(
+        orjson.dumps({"title": "Internal error", "status": 500, "code": "internal_error"}),
+        500,
+        media_type="application/problem+json",
+    )
+
+
+def _route_name(scope: Scope) -> str:
+    route = scope.get("route")
+    return getattr(route, "path", "unmatched")
+
+
+class ObservabilityMiddleware:
+    """Counts and times every request by route template, and sets the security headers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = message.setdefault("headers", [])
+                headers.extend(_SECURITY_HEADERS)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = _route_name(scope)
+            method = scope["method"]
+            metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
+            metrics.HTTP_LATENCY.labels(route, method).observe(time.perf_counter() - started)
+
+
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'"),
+]
+
+
+# -- operations endpoints ------------------------------------------------------------------------
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    svc = services(request)
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(2):
+            await svc.redis.ping()
+        checks["redis"] = "ok"
+    except (RedisError, OSError, TimeoutError) as exc:
+        checks["redis"] = type(exc).__name__
+    try:
+        async with asyncio.timeout(2):
+            await svc.pool.fetchval("SELECT 1")
+        checks["postgres"] = "ok"
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        checks["postgres"] = type(exc).__name__
+    ready = all(v == "ok" for v in checks.values())
+    return json_response(
+        {"status": "ready" if ready else "not_ready", **checks}, 200 if ready else 503
+    )
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    svc = services(request)
+    collector: metrics.QueueCollector | None = None
+    try:
+        async with asyncio.timeout(2):
+            stats = await queue.shard_stats(svc.redis, svc.settings.stream_shards)
+            memory = await queue.memory_usage(svc.redis)
+        collector = metrics.QueueCollector(stats, memory)
+    except (RedisError, OSError, TimeoutError):
+        collector = None  # the process metrics are still worth serving
+    body, content_type = metrics.render(collector)
+    return Response(body, media_type=content_type)
+
+
+async def openapi_endpoint(request: Request) -> Response:
+    return json_response(openapi.document())
+
+
+# -- lifecycle ------------------------------------------------------------------------------------
+
+
+async def _load_reference(pool: asyncpg.Pool) -> tuple[Catalog, bytes, str]:
+    reference = await store.reference(pool)
+    catalog = Catalog.from_rows(
+        (p["code"] for p in reference["provinces"]),
+        ((s["province_code"], s["school_code"]) for s in reference["schools"]),
+    )
+    body = orjson.dumps(reference)
+    return catalog, body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+async def _watch_memory(svc: Services) -> None:
+    """Shed submissions before Redis reaches maxmemory (architecture §3.7)."""
+    while True:
+        try:
+            used, limit = await queue.memory_usage(svc.redis)
+            svc.memory_shedding = (
+                bool(limit) and used >= limit * svc.settings.redis_memory_limit_ratio
+            )
+        except (RedisError, OSError, TimeoutError):
+            pass  # the enqueue itself reports Redis trouble
+        await asyncio.sleep(1.0)
+
+
+async def build_services(settings: Settings) -> Services:
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError("EXAMREG_DATABASE_URL and EXAMREG_REDIS_URL must be set")
+    client = queue.connect(settings.redis_url, timeout=settings.io_timeout_seconds)
+    if settings.redis_check_durability:
+        await queue.check_durability(client)
+    await queue.load_functions(client)
+    pool = await store.create_pool(
+        settings.database_url, size=settings.db_pool_size, io_timeout=settings.io_timeout_seconds
+    )
+    catalog, body, etag = await _load_reference(pool)
+    return Services(
+        settings=settings,
+        pool=pool,
+        redis=client,
+        enqueuer=queue.Enqueuer(
+            client,
+            idempotency_ttl=settings.idempotency_ttl_seconds,
+            max_backlog_per_shard=settings.max_backlog_per_shard,
+            retry_after=settings.retry_after_seconds,
+            timeout=settings.io_timeout_seconds,
+        ),
+        passwords=PasswordService(settings),
+        sessions=SessionStore(client, settings),
+        throttle=LoginThrottle(client, settings),
+        catalog=catalog,
+        reference_body=body,
+        reference_etag=etag,
+    )
+
+
+async def close_services(svc: Services) -> None:
+    for task in svc._tasks:
+        task.cancel()
+    await asyncio.gather(*svc._tasks, return_exceptions=True)
+    svc.passwords.close()
+    await svc.pool.close()
+    await svc.redis.aclose()
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The ASGI application for `settings`."""
+    from engine import candidate_api
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        svc = await build_services(settings)
+        svc._tasks.append(asyncio.create_task(_watch_memory(svc)))
+        app.state.services = svc
+        try:
+            yield
+        finally:
+            await close_services(svc)
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
+        Route("/openapi.json", openapi_endpoint),
+        *candidate_api.routes,
+    ]
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+        ExamregError: _on_examreg_error,
+        HTTPException: _on_http_exception,
+        Exception: _on_unexpected,
+    }
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(ObservabilityMiddleware)],
+        exception_handlers=handlers,
+        lifespan=lifespan,
+    )

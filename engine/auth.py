@@ -1,0 +1,187 @@
+"""Passwords, sessions and login throttling.
+
+Owns argon2id hashing (never on the event loop, a bounded number at once, shedding past a queue
+limit), server-side sessions in Redis (random 128-bit tokens, idle and absolute timeouts), and
+per-account / per-address failure counters with lockout. Keys hold digests, never a national ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+import orjson
+import redis.asyncio as aioredis
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from engine import metrics
+from engine.errors import Overloaded, TooManyAttempts, WeakPassword
+from engine.settings import Settings
+
+SessionKind = Literal["candidate", "staff"]
+
+
+def make_hasher(settings: Settings) -> PasswordHasher:
+    """argon2id with the configured (OWASP: 19 MiB, 2 passes, 1 lane) parameters."""
+    return PasswordHasher(
+        time_cost=settings.argon2_time_cost,
+        memory_cost=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+    )
+
+
+def check_password_policy(new: str, current: str | None = None) -> None:
+    """At least 8 characters with a letter and a digit, at most 128, and not the current one."""
+    if (
+        len(new) < 8
+        or len(new) > 128
+        or not any(c.isalpha() for c in new)
+        or not any(c.isdigit() for c in new)
+        or new == current
+    ):
+        raise WeakPassword()
+
+
+class PasswordService:
+    """Hash and verify in a thread pool, at most `login_concurrency` at once per process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._hasher = make_hasher(settings)
+        self._pool = ThreadPoolExecutor(settings.login_concurrency, thread_name_prefix="argon2")
+        self._slots = asyncio.Semaphore(settings.login_concurrency)
+        self._waiting = 0
+        self._queue_limit = settings.login_queue_limit
+        self._retry_after = settings.retry_after_seconds
+        # Verifying against a real hash for unknown accounts keeps their timing indistinguishable.
+        self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
+
+    async def _run(self, operation: str, func: object, *args: str) -> object:
+        if self._waiting >= self._queue_limit:
+            metrics.LOGINS.labels("any", "shed").inc()
+            raise Overloaded(retry_after=self._retry_after, extra={"reason": "login_concurrency"})
+        self._waiting += 1
+        metrics.LOGIN_IN_FLIGHT.inc()
+        try:
+            async with self._slots:
+                started = time.perf_counter()
+                loop = asyncio.get_running_loop()
+                result: object = await loop.run_in_executor(self._pool, func, *args)  # type: ignore[arg-type]
+                metrics.PASSWORD_HASH_SECONDS.labels(operation).observe(
+                    time.perf_counter() - started
+                )
+                return result
+        finally:
+            self._waiting -= 1
+            metrics.LOGIN_IN_FLIGHT.dec()
+
+    async def hash(self, password: str) -> str:
+        return str(await self._run("hash", self._hasher.hash, password))
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """True when `password` matches; unknown accounts (None) cost the same and fail."""
+        target = password_hash or self._dummy_hash
+
+        def check() -> bool:
+            try:
+                return bool(self._hasher.verify(target, password))
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                return False
+
+        ok = bool(await self._run("verify", check))
+        return ok and password_hash is not None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    subject: int  # candidate_id or staff_id
+    kind: SessionKind
+    created: float
+    token_digest: str
+
+
+class SessionStore:
+    """Server-side sessions: the token is only ever stored as its SHA-256."""
+
+    def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
+        self._client = client
+        self._idle = settings.session_idle_seconds
+        self._absolute = settings.session_absolute_seconds
+
+    @staticmethod
+    def _key(digest: str) -> str:
+        return f"examreg:session:{digest}"
+
+    async def create(self, subject: int, kind: SessionKind) -> tuple[str, float]:
+        """A new random token (rotated at every login) and its absolute expiry (epoch seconds)."""
+        token = secrets.token_urlsafe(16)  # 128 bits
+        now = time.time()
+        payload = orjson.dumps({"sub": subject, "kind": kind, "created": now})
+        await self._client.set(self._key(_digest(token)), payload, ex=self._idle)
+        return token, now + self._absolute
+
+    async def get(self, token: str, kind: SessionKind) -> Session | None:
+        digest = _digest(token)
+        raw = await self._client.get(self._key(digest))
+        if raw is None:
+            return None
+        data = orjson.loads(raw)
+        if data.get("kind") != kind or time.time() - float(data["created"]) > self._absolute:
+            return None
+        await self._client.expire(self._key(digest), self._idle)  # sliding idle timeout
+        return Session(int(data["sub"]), kind, float(data["created"]), digest)
+
+    async def revoke(self, session: Session) -> None:
+        await self._client.delete(self._key(session.token_digest))
+
+
+class LoginThrottle:
+    """Counts failures per account and per client address; past the limit, locks out for a while."""
+
+    def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
+        self._client = client
+        self._max = settings.login_max_failures
+        self._address_max = settings.login_max_failures * 10
+        self._window = settings.login_lockout_seconds
+
+    def _keys(self, login: str, address: str) -> tuple[str, str]:
+        return (
+            f"examreg:throttle:acct:{_digest(login)}",
+            f"examreg:throttle:addr:{_digest(address)}",
+        )
+
+    async def check(self, login: str, address: str) -> None:
+        """Raise TooManyAttempts (with Retry-After) when either counter is over its limit."""
+        account, addr = self._keys(login, address)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.get(account)
+        pipe.ttl(account)
+        pipe.get(addr)
+        pipe.ttl(addr)
+        acct_count, acct_ttl, addr_count, addr_ttl = await pipe.execute()
+        if acct_count is not None and int(acct_count) >= self._max:
+            raise TooManyAttempts(retry_after=max(1, int(acct_ttl)))
+        if addr_count is not None and int(addr_count) >= self._address_max:
+            raise TooManyAttempts(retry_after=max(1, int(addr_ttl)))
+
+    async def failed(self, login: str, address: str) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for key in self._keys(login, address):
+            pipe.incr(key)
+            pipe.expire(key, self._window, nx=True)
+        await pipe.execute()
+
+    async def succeeded(self, login: str) -> None:
+        await self._client.delete(self._keys(login, "")[0])

@@ -1,0 +1,404 @@
+"""The `examreg` command line (architecture §6.1).
+
+Owns argument parsing and the wiring of each command: embedded services, migrations, the API and
+writer process trees, roster import and seeding, and `demo`, which runs them all. Errors a user can
+fix are printed as one line on stderr with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from engine import settings as settings_module
+from engine.embedded import EmbeddedServices, ServiceError
+from engine.settings import Settings, SettingsError
+
+log = logging.getLogger("examreg")
+
+
+class UsageError(Exception):
+    """Something the user can fix; printed without a traceback."""
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _require_urls(settings: Settings) -> tuple[str, str]:
+    if not settings.database_url or not settings.redis_url:
+        raise UsageError(
+            "EXAMREG_DATABASE_URL and EXAMREG_REDIS_URL are not set. For the embedded default run "
+            "`examreg services start` and export the two lines it prints."
+        )
+    return settings.database_url, settings.redis_url
+
+
+async def _with_connection(dsn: str, action: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+    from engine.store import _init_connection
+
+    try:
+        conn = await asyncpg.connect(dsn, timeout=10)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise UsageError(f"cannot connect to PostgreSQL: {exc}") from exc
+    try:
+        await _init_connection(conn)
+        return await action(conn)
+    finally:
+        await conn.close()
+
+
+# -- services, migrate -------------------------------------------------------------------------
+
+
+def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
+    services = EmbeddedServices(Path(args.data_dir or settings.data_dir))
+    if args.action == "start":
+        endpoints = services.start()
+        print(f"EXAMREG_DATABASE_URL={endpoints.database_url}")
+        print(f"EXAMREG_REDIS_URL={endpoints.redis_url}")
+    elif args.action == "stop":
+        services.stop()
+        print("stopped (data kept in", services.data_dir, ")")
+    else:
+        for name, state in services.status().items():
+            print(f"{name}: {state}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.store import migrate
+
+    dsn, _ = _require_urls(settings)
+    applied = asyncio.run(_with_connection(dsn, migrate))
+    print("applied: " + (", ".join(applied) if applied else "nothing (schema up to date)"))
+    return 0
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _children(sock: socket.socket | None, api_workers: int, writers: int) -> list[Any]:
+    from engine.supervisor import Child, python_argv
+
+    children = []
+    if sock is not None:
+        fd = sock.fileno()
+        children += [
+            Child(f"api-{i}", python_argv("_api-worker", "--fd", str(fd)), pass_fds=(fd,))
+            for i in range(api_workers)
+        ]
+    children += [
+        Child(
+            f"writer-{i}", python_argv("_writer-process", "--index", str(i), "--of", str(writers))
+        )
+        for i in range(writers)
+    ]
+    return children
+
+
+def _child_env(settings: Settings, data_dir: Path) -> dict[str, str]:
+    from engine.supervisor import prepare_metrics_dir
+
+    env = dict(os.environ)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_metrics_dir(data_dir / "metrics"))
+    env.setdefault("EXAMREG_SECRET_KEY", settings.secret_key)
+    return env
+
+
+def _supervise(children: list[Any], env: dict[str, str]) -> int:
+    from engine.supervisor import Supervisor
+
+    supervisor = Supervisor(children, env)
+    supervisor.install_signal_handlers()
+    supervisor.run()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    _require_urls(settings)
+    sock = listen_socket(args.host, args.port)
+    print(f"examreg API on http://{args.host}:{args.port}/ ({args.workers} workers)", flush=True)
+    return _supervise(_children(sock, args.workers, 0), _child_env(settings, settings.data_dir))
+
+
+def cmd_writer(args: argparse.Namespace, settings: Settings) -> int:
+    _require_urls(settings)
+    return _supervise(_children(None, 0, args.processes), _child_env(settings, settings.data_dir))
+
+
+def cmd_api_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from engine.api import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        fd=args.fd,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+        server_header=False,
+        proxy_headers=False,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def cmd_writer_process(args: argparse.Namespace, settings: Settings) -> int:
+    import uvloop
+
+    from engine.writer import main as writer_main
+
+    return uvloop.run(writer_main(settings, args.index, args.of))
+
+
+# -- roster ------------------------------------------------------------------------------------
+
+
+def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.roster import seed
+
+    dsn, _ = _require_urls(settings)
+    if args.candidates < 1:
+        raise UsageError("--candidates must be at least 1")
+    out = Path(args.credentials_out) if args.credentials_out else None
+    started = time.monotonic()
+    count = asyncio.run(
+        _with_connection(
+            dsn,
+            lambda conn: seed(
+                conn,
+                settings,
+                args.candidates,
+                out,
+                shared_password=args.load_test_password,
+                random_seed=args.seed,
+            ),
+        )
+    )
+    print(
+        f"seeded {count:,} new candidates in {time.monotonic() - started:.1f}s"
+        + (f"; logins in {out}" if out else "")
+    )
+    return 0
+
+
+def cmd_roster_import(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.roster import import_roster, parse_import
+
+    dsn, _ = _require_urls(settings)
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+
+    async def run(conn: asyncpg.Connection) -> int:
+        schools = {
+            (r["province_code"], r["school_code"])
+            for r in await conn.fetch("SELECT province_code, school_code FROM schools")
+        }
+        rows, problems = parse_import(path, schools)
+        if problems:
+            for p in problems[:200]:
+                print(f"{path}:{p.line}: {p.column}: {p.message}", file=sys.stderr)
+            print(f"{len(problems)} problem(s); nothing imported", file=sys.stderr)
+            return 2
+        out = Path(args.credentials_out) if args.credentials_out else None
+        credentials = await import_roster(conn, settings, rows, out)
+        print(
+            f"imported {len(credentials):,} new candidates"
+            f" ({len(rows) - len(credentials):,} already present)"
+        )
+        return 0
+
+    result: int = asyncio.run(_with_connection(dsn, run))
+    return result
+
+
+def cmd_staff_create(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.auth import make_hasher
+    from engine.store import create_pool, create_staff
+
+    dsn, _ = _require_urls(settings)
+    password = args.password or secrets.token_urlsafe(9)
+    school = tuple(args.school.split("-", 1)) if args.school else None
+    if args.role == "school" and (school is None or len(school) != 2):
+        raise UsageError("a school account needs --school PP-SSS (province and school code)")
+
+    async def run() -> int:
+        pool = await create_pool(dsn, size=1)
+        try:
+            return await create_staff(
+                pool, args.username, make_hasher(settings).hash(password), args.role, school
+            )
+        finally:
+            await pool.close()
+
+    staff_id = asyncio.run(run())
+    print(f"staff {args.username} ({args.role}) id={staff_id} password={password}")
+    return 0
+
+
+def cmd_trial_purge(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.store import purge_trial
+
+    dsn, _ = _require_urls(settings)
+    history, current = asyncio.run(_with_connection(dsn, purge_trial))
+    print(f"purged trial data: {history} versions, {current} current registrations")
+    return 0
+
+
+# -- demo --------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.demo import run_demo
+
+    return run_demo(args, settings)
+
+
+def wait_ready(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL we built
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="examreg", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run everything on the embedded default")
+    demo.add_argument("--candidates", type=int, default=200)
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--data-dir", default=None)
+    demo.add_argument("--workers", type=int, default=2)
+    demo.add_argument("--writers", type=int, default=1)
+    demo.set_defaults(func=cmd_demo)
+
+    services = sub.add_parser("services", help="embedded PostgreSQL + Valkey")
+    services.add_argument("action", choices=["start", "stop", "status"])
+    services.add_argument("--data-dir", default=None)
+    services.set_defaults(func=cmd_services)
+
+    sub.add_parser("migrate", help="apply schema/").set_defaults(func=cmd_migrate)
+
+    serve = sub.add_parser("serve", help="API processes")
+    serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.set_defaults(func=cmd_serve)
+
+    writer = sub.add_parser("writer", help="stream writers")
+    writer.add_argument("--processes", type=int, default=1)
+    writer.set_defaults(func=cmd_writer)
+
+    roster = sub.add_parser("roster", help="school roster")
+    roster_sub = roster.add_subparsers(dest="roster_command", required=True)
+    imp = roster_sub.add_parser("import", help="import a roster CSV and issue passwords")
+    imp.add_argument("file")
+    imp.add_argument("--credentials-out", default=None)
+    imp.set_defaults(func=cmd_roster_import)
+
+    seed = sub.add_parser("seed", help="synthetic national roster (demos, load tests)")
+    seed.add_argument("--candidates", type=int, required=True)
+    seed.add_argument("--credentials-out", default=None)
+    seed.add_argument("--seed", type=int, default=2026, help="random seed (deterministic roster)")
+    seed.add_argument(
+        "--load-test-password",
+        default=None,
+        help="LOAD TESTS ONLY: give every account this password (one shared hash)",
+    )
+    seed.set_defaults(func=cmd_seed)
+
+    staff = sub.add_parser("staff", help="staff accounts")
+    staff_sub = staff.add_subparsers(dest="staff_command", required=True)
+    create = staff_sub.add_parser("create")
+    create.add_argument("username")
+    create.add_argument("--role", required=True, choices=["support", "school", "operator", "admin"])
+    create.add_argument("--school", default=None, help="PP-SSS, for the school role")
+    create.add_argument("--password", default=None)
+    create.set_defaults(func=cmd_staff_create)
+
+    trial = sub.add_parser("trial", help="trial-window data")
+    trial_sub = trial.add_subparsers(dest="trial_command", required=True)
+    trial_sub.add_parser(
+        "purge", help="delete registrations made in the trial window"
+    ).set_defaults(func=cmd_trial_purge)
+
+    api_worker = sub.add_parser("_api-worker", help=argparse.SUPPRESS)
+    api_worker.add_argument("--fd", type=int, required=True)
+    api_worker.set_defaults(func=cmd_api_worker)
+    writer_process = sub.add_parser("_writer-process", help=argparse.SUPPRESS)
+    writer_process.add_argument("--index", type=int, required=True)
+    writer_process.add_argument("--of", type=int, required=True)
+    writer_process.set_defaults(func=cmd_writer_process)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_module.load()
+        _setup_logging(settings.log_level)
+        result: int = args.func(args, settings)
+        return result
+    except (UsageError, SettingsError, ServiceError) as exc:
+        print(f"examreg: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    sys.exit(main())

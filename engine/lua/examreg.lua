@@ -1,0 +1,50 @@
+#!lua name=examreg
+-- Server-side functions of examreg (architecture §4). Loaded with FUNCTION LOAD REPLACE at start-up.
+-- Every key a function touches carries the shard's hash tag, so one call stays in one cluster slot.
+
+-- examreg_submit: idempotency check, version, enqueue and read-your-writes record, atomically.
+-- KEYS: 1 stream, 2 candidate hash, 3 idempotency record
+-- ARGV: 1 candidate_id, 2 idempotency key, 3 request hash, 4 receipt id, 5 accepted_at,
+--       6 phase, 7 form (JSON), 8 idempotency TTL seconds, 9 max stream length (0 = no limit)
+-- Returns {'new', version, receipt, accepted_at, phase, stream id}
+--      or {'replay', version, receipt, accepted_at, phase} for the same key and body,
+--      or {'reused'} for the same key with another body, or {'overloaded'} when the shard is full.
+local function submit(keys, args)
+  local prior = redis.call('HMGET', keys[3], 'hash', 'version', 'receipt', 'at', 'phase')
+  if prior[1] then
+    if prior[1] == args[3] then
+      return {'replay', prior[2], prior[3], prior[4], prior[5]}
+    end
+    return {'reused'}
+  end
+  local limit = tonumber(args[9])
+  if limit > 0 and redis.call('XLEN', keys[1]) >= limit then
+    return {'overloaded'}
+  end
+  local version = redis.call('HINCRBY', keys[2], 'version', 1)
+  local id = redis.call('XADD', keys[1], '*',
+    'cid', args[1], 'v', version, 'rid', args[4], 'key', args[2], 'hash', args[3],
+    'phase', args[6], 'at', args[5], 'form', args[7])
+  redis.call('HSET', keys[2],
+    'latest_version', version, 'latest_receipt', args[4], 'latest_phase', args[6],
+    'latest_at', args[5], 'latest_form', args[7], 'latest_stream_id', id,
+    'rcpt:' .. args[4], version)
+  redis.call('HSET', keys[3], 'hash', args[3], 'version', version, 'receipt', args[4],
+    'at', args[5], 'phase', args[6])
+  redis.call('EXPIRE', keys[3], tonumber(args[8]))
+  return {'new', version, args[4], args[5], args[6], id}
+end
+
+-- examreg_release: after a batch committed, drop what PostgreSQL now answers for: the receipt's
+-- queued marker, and the latest form if it is the version just persisted (not a newer one).
+-- KEYS: 1 candidate hash; ARGV: 1 version persisted, 2 receipt id
+local function release(keys, args)
+  redis.call('HDEL', keys[1], 'rcpt:' .. args[2])
+  if redis.call('HGET', keys[1], 'latest_version') == args[1] then
+    redis.call('HDEL', keys[1], 'latest_form')
+  end
+  return 1
+end
+
+redis.register_function('examreg_submit', submit)
+redis.register_function('examreg_release', release)

@@ -1,0 +1,264 @@
+"""The OpenAPI 3.1 description of HTTP API v1, served at `/openapi.json`.
+
+Owns the written contract of every route; a test checks it against the routes the app serves, so
+a route cannot be added without being described here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_PROBLEM = {"$ref": "#/components/responses/Problem"}
+
+
+def _op(
+    summary: str, ok: dict[str, Any], errors: tuple[int, ...] = (), **extra: Any
+) -> dict[str, Any]:
+    responses: dict[str, Any] = dict(ok)
+    for status in errors:
+        responses[str(status)] = _PROBLEM
+    return {"summary": summary, "responses": responses, **extra}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+_OBJ: dict[str, Any] = {"type": "object"}
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}, {"cookie": []}]
+
+_FORM = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": [
+        "full_name",
+        "date_of_birth",
+        "sex",
+        "national_id",
+        "ethnicity",
+        "birthplace",
+        "residence",
+        "schools",
+        "phone",
+        "candidate_type",
+        "purposes",
+        "electives",
+        "exam_site_province",
+    ],
+    "properties": {
+        "full_name": {"type": "string", "minLength": 2, "maxLength": 80},
+        "date_of_birth": {"type": "string", "format": "date"},
+        "sex": {"enum": ["male", "female"]},
+        "national_id": {"type": "string", "pattern": "^[0-9]{12}$"},
+        "ethnicity": {"type": "string"},
+        "birthplace": {"type": "string"},
+        "residence": {
+            "type": "object",
+            "required": ["address", "province_code"],
+            "properties": {
+                "address": {"type": "string"},
+                "province_code": {"type": "string", "pattern": "^[0-9]{2}$"},
+                "commune_code": {"type": ["string", "null"]},
+                "kv1_over_18_months": {"type": "boolean"},
+            },
+        },
+        "schools": {
+            "type": "array",
+            "maxItems": 3,
+            "items": {
+                "type": "object",
+                "required": ["grade", "province_code", "school_code"],
+                "properties": {
+                    "grade": {"enum": [10, 11, 12]},
+                    "province_code": {"type": "string"},
+                    "school_code": {"type": "string", "pattern": "^[0-9]{3}$"},
+                },
+            },
+        },
+        "phone": {"type": "string"},
+        "email": {"type": ["string", "null"]},
+        "candidate_type": {"enum": ["a", "b", "c", "d"]},
+        "purposes": {
+            "type": "array",
+            "items": {"enum": ["graduation", "admission"]},
+            "minItems": 1,
+        },
+        "electives": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "string"}},
+        "foreign_language": {"type": ["string", "null"], "pattern": "^N[1-7]$"},
+        "exemptions": {
+            "type": ["object", "null"],
+            "properties": {"foreign_language_certificate": {"type": "string"}},
+        },
+        "priority_group": {"type": ["string", "null"], "pattern": "^0[1-7]$"},
+        "exam_site_province": {"type": "string"},
+    },
+}
+
+_RECEIPT = {
+    "type": "object",
+    "required": ["receipt_id", "version", "status"],
+    "properties": {
+        "receipt_id": {"type": "string"},
+        "version": {"type": "integer"},
+        "status": {"enum": ["queued", "persisted"]},
+        "phase": {"enum": ["trial", "official"]},
+        "accepted_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+
+def _paths() -> dict[str, Any]:
+    idem = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+    return {
+        "/api/v1/auth/login": {
+            "post": _op(
+                "Log in with the 12-digit ID and the password the school issued",
+                {"200": _json(_OBJ)},
+                (400, 401, 413, 415, 422, 429, 503),
+                requestBody=_body(
+                    {
+                        "type": "object",
+                        "required": ["login", "password"],
+                        "properties": {"login": {"type": "string"}, "password": {"type": "string"}},
+                    }
+                ),
+            )
+        },
+        "/api/v1/auth/logout": {
+            "post": _op(
+                "Revoke the session",
+                {"204": {"description": "Logged out"}},
+                (401,),
+                security=_BEARER,
+            )
+        },
+        "/api/v1/auth/password": {
+            "post": _op(
+                "Change the password",
+                {"204": {"description": "Changed"}},
+                (400, 401, 415, 422),
+                security=_BEARER,
+                requestBody=_body(_OBJ),
+            )
+        },
+        "/api/v1/me": {
+            "get": _op(
+                "The candidate's roster profile", {"200": _json(_OBJ)}, (401,), security=_BEARER
+            )
+        },
+        "/api/v1/me/registration": {
+            "put": _op(
+                "Submit or edit the registration (acknowledged once durable)",
+                {"202": _json(_RECEIPT, "Accepted: durably queued")},
+                (400, 401, 409, 413, 415, 422, 429, 503),
+                security=_BEARER,
+                parameters=[idem],
+                requestBody=_body(_FORM),
+            ),
+            "get": _op(
+                "The newest accepted version, queued or persisted",
+                {"200": _json(_OBJ)},
+                (401, 404),
+                security=_BEARER,
+            ),
+        },
+        "/api/v1/me/receipts/{receipt_id}": {
+            "get": _op(
+                "A receipt's status",
+                {"200": _json(_RECEIPT)},
+                (401, 404),
+                security=_BEARER,
+                parameters=[
+                    {
+                        "name": "receipt_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+            )
+        },
+        "/api/v1/reference": {
+            "get": _op(
+                "Reference lists (cacheable, ETag)",
+                {"200": _json(_OBJ), "304": {"description": "Not modified"}},
+            )
+        },
+        "/api/v1/window": {
+            "get": _op("The registration window and its phase", {"200": _json(_OBJ)})
+        },
+        "/healthz": {"get": _op("Process alive", {"200": _json(_OBJ)})},
+        "/readyz": {"get": _op("Redis and PostgreSQL reachable", {"200": _json(_OBJ)}, (503,))},
+        "/metrics": {
+            "get": _op(
+                "Prometheus metrics",
+                {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            )
+        },
+        "/openapi.json": {"get": _op("This document", {"200": _json(_OBJ)})},
+    }
+
+
+def document() -> dict[str, Any]:
+    """The whole OpenAPI document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "examreg API",
+            "version": "1.0.0",
+            "description": "Online registration for Vietnam's national high-school graduation exam."
+            " "
+            "Errors are application/problem+json with a stable `code`.",
+        },
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "cookie": {"type": "apiKey", "in": "cookie", "name": "examreg_session"},
+            },
+            "responses": {
+                "Problem": {
+                    "description": "An error with a machine code",
+                    "content": {
+                        "application/problem+json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["code", "status", "title"],
+                                "properties": {
+                                    "code": {"type": "string"},
+                                    "status": {"type": "integer"},
+                                    "title": {"type": "string"},
+                                    "detail": {"type": "string"},
+                                    "errors": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "field": {"type": "string"},
+                                                "code": {"type": "string"},
+                                                "message": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                },
+                            }
+                        }
+                    },
+                }
+            },
+        },
+    }
