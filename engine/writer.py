@@ -84,7 +84,8 @@ class ShardWriter:
     async def process(self, entries: StreamEntries) -> None:
         """Decode a batch (dead-lettering undecodable entries) and persist the rest."""
         items: list[Item] = []
-        for entry_id, fields in entries:
+        # One entry once per batch, even if a claim and a read both returned it.
+        for entry_id, fields in dict(entries).items():
             try:
                 items.append((entry_id, fields, to_row(entry_id, self.shard.shard, fields)))
             except PoisonEntry as exc:

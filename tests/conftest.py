@@ -1,0 +1,207 @@
+"""Shared fixtures: real PostgreSQL and Redis/Valkey for every integration and e2e test.
+
+The servers are the embedded default, started once per session in a temporary directory, unless
+EXAMREG_DATABASE_URL and EXAMREG_REDIS_URL point at servers of your own. The schema and a small
+roster go into a template database once; each test gets its own copy (CREATE DATABASE … TEMPLATE),
+and Redis is flushed before each test (the server-side functions survive FLUSHALL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+import redis
+
+from engine import queue, store
+from engine.embedded import EmbeddedServices
+from engine.settings import Settings, load
+from tests.support import TEST_PASSWORD, build_roster_rows
+
+
+@dataclass(frozen=True)
+class Servers:
+    database_url: str  # the maintenance database; tests get their own
+    redis_url: str
+    embedded: EmbeddedServices | None  # None when the servers are external
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    database_url = os.environ.get("EXAMREG_DATABASE_URL")
+    redis_url = os.environ.get("EXAMREG_REDIS_URL")
+    if database_url and redis_url:
+        yield Servers(database_url, redis_url, None)
+        return
+    embedded = EmbeddedServices(tmp_path_factory.mktemp("services"), redis_maxmemory="1gb")
+    endpoints = embedded.start()
+    try:
+        yield Servers(endpoints.database_url, endpoints.redis_url, embedded)
+    finally:
+        embedded.destroy()
+
+
+TEMPLATE = "examreg_test_template"
+
+
+async def _build_template(servers: Servers) -> list[dict[str, Any]]:
+    admin = await asyncpg.connect(servers.database_url)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+        await admin.execute(f"CREATE DATABASE {TEMPLATE}")
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(_with_database(servers.database_url, TEMPLATE))
+    try:
+        await store.migrate(conn)
+        rows, roster = build_roster_rows()
+        ids = await store.insert_candidates(conn, rows)
+        for entry in roster:
+            entry["candidate_id"] = ids[entry["national_id"]]
+    finally:
+        await conn.close()
+    return roster
+
+
+@pytest.fixture(scope="session")
+def roster(servers: Servers) -> list[dict[str, Any]]:
+    """The candidates of the template database (all with TEST_PASSWORD), with their ids."""
+    return asyncio.run(_build_template(servers))
+
+
+@pytest.fixture
+def database_url(servers: Servers, roster: list[dict[str, Any]]) -> Iterator[str]:
+    """A fresh copy of the template database for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        admin = await asyncpg.connect(servers.database_url)
+        try:
+            await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+        finally:
+            await admin.close()
+
+    async def drop() -> None:
+        admin = await asyncpg.connect(servers.database_url)
+        try:
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+    try:
+        yield _with_database(servers.database_url, name)
+    finally:
+        asyncio.run(drop())
+
+
+@pytest.fixture
+def redis_url(servers: Servers) -> str:
+    client = redis.Redis.from_url(servers.redis_url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return servers.redis_url
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
+    """Settings for one test: its own database, a flushed Redis, fast writer timings."""
+    return load(
+        env={},
+        database_url=database_url,
+        redis_url=redis_url,
+        data_dir=tmp_path,
+        writer_block_ms=100,
+        writer_claim_idle_ms=400,
+        writer_max_deliveries=2,
+        writer_shutdown_seconds=5.0,
+        secret_key="test-secret",
+    )
+
+
+@dataclass
+class Harness:
+    """An app under test, reached in-process, with its services."""
+
+    client: httpx.AsyncClient
+    settings: Settings
+    services: Any  # engine.api.Services
+
+    async def login(self, candidate: dict[str, Any]) -> dict[str, str]:
+        response = await self.client.post(
+            "/api/v1/auth/login",
+            json={"login": candidate["national_id"], "password": TEST_PASSWORD},
+        )
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['token']}"}
+
+
+@pytest.fixture
+async def harness(settings: Settings) -> AsyncIterator[Harness]:
+    async for value in make_harness(settings):
+        yield value
+
+
+async def make_harness(settings: Settings) -> AsyncIterator[Harness]:
+    from engine.api import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield Harness(client, settings, app.state.services)
+
+
+@pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    assert settings.database_url is not None
+    pool = await store.create_pool(settings.database_url, size=4)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+async def aredis(settings: Settings) -> AsyncIterator[Any]:
+    assert settings.redis_url is not None
+    client = queue.connect(settings.redis_url)
+    await queue.load_functions(client)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def with_settings(settings: Settings, **changes: Any) -> Settings:
+    return replace(settings, **changes)
+
+
+def write_credentials(path: Path, roster: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["login", "password", "candidate_id"])
+        for entry in roster:
+            writer.writerow([entry["national_id"], TEST_PASSWORD, entry["candidate_id"]])

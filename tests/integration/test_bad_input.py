@@ -1,0 +1,239 @@
+"""Bad input gets a 4xx with a machine code and changes nothing; overload and closed windows too."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from engine import queue
+from engine.settings import Settings, Window
+from tests.conftest import Harness, make_harness
+from tests.support import form_for
+
+pytestmark = pytest.mark.anyio
+
+
+async def _stream_total(aredis: Any, settings: Settings) -> int:
+    return sum([await aredis.xlen(queue.stream_key(s)) for s in range(settings.stream_shards)])
+
+
+BAD_BODIES: list[tuple[str, bytes, dict[str, str], int, str]] = [
+    ("malformed JSON", b'{"full_name": ', {}, 400, "malformed_request"),
+    ("not UTF-8", b'{"full_name": "\xff\xfe"}', {}, 400, "malformed_request"),
+    ("a JSON array", b"[1, 2]", {}, 422, "invalid_registration"),
+    ("a JSON string", b'"hello"', {}, 422, "invalid_registration"),
+    ("empty body", b"", {}, 400, "malformed_request"),
+    (
+        "not JSON content type",
+        b"full_name=A",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        415,
+        "unsupported_media_type",
+    ),
+    ("oversize body", b'{"x": "' + b"a" * 40_000 + b'"}', {}, 413, "payload_too_large"),
+    ("deeply nested", b"[" * 2000 + b"]" * 2000, {}, 400, "malformed_request"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "headers", "status", "code"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES]
+)
+async def test_unreadable_bodies_are_4xx_with_a_code_and_enqueue_nothing(
+    harness: Harness,
+    roster: list[dict[str, Any]],
+    aredis: Any,
+    case: str,
+    body: bytes,
+    headers: dict[str, str],
+    status: int,
+    code: str,
+) -> None:
+    auth = await harness.login(roster[0])
+    response = await harness.client.put(
+        "/api/v1/me/registration",
+        content=body,
+        headers={"Content-Type": "application/json", **auth, "Idempotency-Key": "bad", **headers},
+    )
+    assert response.status_code == status, response.text
+    assert response.json()["code"] == code
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "Traceback" not in response.text
+    assert await _stream_total(aredis, harness.settings) == 0
+
+
+async def test_oversize_body_without_content_length_is_refused_while_streaming(
+    harness: Harness, roster: list[dict[str, Any]]
+) -> None:
+    auth = await harness.login(roster[0])
+
+    async def chunks() -> Any:
+        for _ in range(100):
+            yield b" " * 1000
+
+    response = await harness.client.put(
+        "/api/v1/me/registration",
+        content=chunks(),
+        headers={"Content-Type": "application/json", **auth, "Idempotency-Key": "big"},
+    )
+    assert response.status_code == 413
+
+
+async def test_wrong_types_and_unknown_fields_are_reported_per_field(
+    harness: Harness, roster: list[dict[str, Any]], aredis: Any
+) -> None:
+    candidate = roster[1]
+    form = form_for(candidate, electives="LI HOA", sex=1, nickname="x")
+    form["residence"]["province_code"] = 1
+    auth = {**await harness.login(candidate), "Idempotency-Key": "types"}
+    response = await harness.client.put("/api/v1/me/registration", json=form, headers=auth)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["code"] == "invalid_registration"
+    fields = {(e["field"], e["code"]) for e in body["errors"]}
+    assert ("electives", "wrong_type") in fields
+    assert ("sex", "wrong_type") in fields
+    assert ("nickname", "unknown_field") in fields
+    assert ("residence.province_code", "wrong_type") in fields
+    assert all(e["message"] for e in body["errors"])
+    assert await _stream_total(aredis, harness.settings) == 0
+
+
+async def test_national_id_must_be_the_logged_in_candidates(
+    harness: Harness, roster: list[dict[str, Any]]
+) -> None:
+    me, other = roster[2], roster[3]
+    form = form_for(me, national_id=other["national_id"])
+    auth = {**await harness.login(me), "Idempotency-Key": "id"}
+    response = await harness.client.put("/api/v1/me/registration", json=form, headers=auth)
+    assert response.status_code == 422
+    assert ("national_id", "mismatch_roster") in {
+        (e["field"], e["code"]) for e in response.json()["errors"]
+    }
+
+
+async def test_errors_switch_to_english(harness: Harness, roster: list[dict[str, Any]]) -> None:
+    candidate = roster[4]
+    auth = {**await harness.login(candidate), "Idempotency-Key": "en"}
+    form = form_for(candidate, electives=["CNCN", "CNNN"])
+    vi = await harness.client.put("/api/v1/me/registration", json=form, headers=auth)
+    en = await harness.client.put("/api/v1/me/registration?lang=en", json=form, headers=auth)
+    assert vi.json()["errors"][0]["code"] == en.json()["errors"][0]["code"] == "exclusive_subjects"
+    assert vi.json()["errors"][0]["message"] != en.json()["errors"][0]["message"]
+    assert "Công nghệ" in vi.json()["errors"][0]["message"]
+
+
+async def test_unknown_route_and_wrong_method_are_problem_json(harness: Harness) -> None:
+    missing = await harness.client.get("/api/v1/nope")
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+    wrong = await harness.client.delete("/api/v1/window")
+    assert wrong.status_code == 405 and wrong.json()["code"] == "method_not_allowed"
+
+
+async def test_login_with_malformed_bodies_is_4xx(harness: Harness) -> None:
+    for body in (b"{", b"[]", b'{"login": 1, "password": 2}', b'{"login": "x"}'):
+        response = await harness.client.post(
+            "/api/v1/auth/login", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert 400 <= response.status_code < 500, (body, response.text)
+        assert response.json()["code"] in ("malformed_request", "invalid_request")
+
+
+async def _harness_with(settings: Settings, **changes: Any) -> Any:
+    return make_harness(replace(settings, **changes))
+
+
+async def test_closed_window_refuses_with_409(
+    settings: Settings, roster: list[dict[str, Any]], aredis: Any
+) -> None:
+    past = datetime.now(UTC) - timedelta(days=1)
+    closed = Window(opens_at=past - timedelta(days=7), closes_at=past)
+    async for harness in make_harness(replace(settings, window=closed)):
+        candidate = roster[5]
+        auth = {**await harness.login(candidate), "Idempotency-Key": "late"}
+        response = await harness.client.put(
+            "/api/v1/me/registration", json=form_for(candidate), headers=auth
+        )
+        assert response.status_code == 409
+        assert response.json()["code"] == "window_closed"
+        window = (await harness.client.get("/api/v1/window")).json()
+        assert window["phase"] == "closed"
+        assert await _stream_total(aredis, settings) == 0
+
+
+async def test_trial_submissions_are_marked_trial(
+    settings: Settings, roster: list[dict[str, Any]]
+) -> None:
+    now = datetime.now(UTC)
+    trial = Window(
+        trial_opens_at=now - timedelta(hours=1),
+        trial_closes_at=now + timedelta(hours=1),
+        opens_at=now + timedelta(days=2),
+        closes_at=now + timedelta(days=9),
+    )
+    async for harness in make_harness(replace(settings, window=trial)):
+        candidate = roster[6]
+        auth = {**await harness.login(candidate), "Idempotency-Key": "trial"}
+        response = await harness.client.put(
+            "/api/v1/me/registration", json=form_for(candidate), headers=auth
+        )
+        assert response.status_code == 202
+        assert response.json()["phase"] == "trial"
+        assert (await harness.client.get("/api/v1/window")).json()["phase"] == "trial"
+
+
+async def test_full_shard_is_shed_with_503_and_retry_after(
+    settings: Settings, roster: list[dict[str, Any]]
+) -> None:
+    async for harness in make_harness(replace(settings, max_backlog_per_shard=1)):
+        candidate = roster[7]
+        auth = await harness.login(candidate)
+        first = await harness.client.put(
+            "/api/v1/me/registration",
+            json=form_for(candidate),
+            headers={**auth, "Idempotency-Key": "1"},
+        )
+        second = await harness.client.put(
+            "/api/v1/me/registration",
+            json=form_for(candidate, seed=2),
+            headers={**auth, "Idempotency-Key": "2"},
+        )
+        assert first.status_code == 202
+        assert second.status_code == 503
+        assert second.json()["code"] == "overloaded"
+        assert int(second.headers["Retry-After"]) >= 1
+        # The refused submission left no trace: its key can be used once there is room.
+        registration = (await harness.client.get("/api/v1/me/registration", headers=auth)).json()
+        assert registration["version"] == 1
+
+
+async def test_reference_data_is_cacheable_with_an_etag(harness: Harness) -> None:
+    response = await harness.client.get("/api/v1/reference")
+    assert response.status_code == 200
+    body = response.json()
+    assert len(body["provinces"]) == 64
+    assert len(body["ethnicities"]) == 54
+    assert {l["code"] for l in body["languages"]} == {f"N{i}" for i in range(1, 8)}
+    etag = response.headers["ETag"]
+    again = await harness.client.get("/api/v1/reference", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+
+
+async def test_ops_endpoints(harness: Harness) -> None:
+    assert (await harness.client.get("/healthz")).json() == {"status": "ok"}
+    ready = await harness.client.get("/readyz")
+    assert (
+        ready.status_code == 200
+        and ready.json()["postgres"] == "ok"
+        and ready.json()["redis"] == "ok"
+    )
+    spec = (await harness.client.get("/openapi.json")).json()
+    assert spec["openapi"].startswith("3.") and "/api/v1/me/registration" in spec["paths"]
+    metrics = (await harness.client.get("/metrics")).text
+    assert 'examreg_queue_lag{shard="0"}' in metrics
+    assert "examreg_http_requests_total" in metrics
+    response = await harness.client.get("/healthz")
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]

@@ -1,0 +1,79 @@
+"""Helpers shared by the tests: a small synthetic roster, sample forms, draining the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import asdict
+from typing import Any
+
+import asyncpg
+
+from engine import queue, store
+from engine.auth import make_hasher
+from engine.rostergen import RosterEntry, generate_roster, sample_form
+from engine.settings import Settings, load
+from engine.writer import ShardWriter
+
+ROSTER_SIZE = 40
+TEST_PASSWORD = "Test-password-2026"
+
+
+def build_roster_rows() -> tuple[list[store.NewCandidate], list[dict[str, Any]]]:
+    """ROSTER_SIZE synthetic candidates sharing one argon2id hash of TEST_PASSWORD."""
+    password_hash = make_hasher(load(env={})).hash(TEST_PASSWORD)
+    entries = list(generate_roster(ROSTER_SIZE, seed=7))
+    rows = [
+        store.NewCandidate(
+            national_id=e.national_id,
+            full_name=e.full_name,
+            date_of_birth=e.date_of_birth,
+            sex=e.sex,
+            candidate_type=e.candidate_type,
+            province_code=e.province_code,
+            school_code=e.school_code,
+            phone=e.phone,
+            password_hash=password_hash,
+        )
+        for e in entries
+    ]
+    return rows, [asdict(e) for e in entries]
+
+
+def form_for(candidate: dict[str, Any], seed: int = 1, **changes: Any) -> dict[str, Any]:
+    """A valid registration form for this roster candidate, with optional changes."""
+    entry = RosterEntry(**{k: v for k, v in candidate.items() if k != "candidate_id"})
+    form = sample_form(entry, random.Random(seed))
+    form.update(changes)
+    return form
+
+
+async def drain(settings: Settings, pool: asyncpg.Pool, client: Any, timeout: float = 20.0) -> None:
+    """Run a writer over every shard until all streams are empty (or fail after `timeout`)."""
+    writers = [
+        ShardWriter(settings, pool, queue.StreamShard(client, shard, "test-writer"))
+        for shard in range(settings.stream_shards)
+    ]
+    for writer in writers:
+        await writer.shard.ensure_group()
+
+    async def step() -> bool:
+        busy = False
+        for writer in writers:
+            # Claim first (what an earlier step left pending), then new entries: never both.
+            entries = await writer.shard.claim_stale(0, settings.writer_batch_size)
+            entries = entries or await writer.shard.read(settings.writer_batch_size, None)
+            if entries:
+                busy = True
+                await writer.process(entries)
+        return busy
+
+    async with asyncio.timeout(timeout):
+        while True:
+            busy = await step()
+            lengths = await asyncio.gather(
+                *(client.xlen(queue.stream_key(s)) for s in range(settings.stream_shards))
+            )
+            if not busy and not any(lengths):
+                return
+            await asyncio.sleep(0.05)
