@@ -42,10 +42,13 @@ class ShardWriter:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until `stop` is set: own pending entries first, then claims and new entries."""
-        await self.shard.ensure_group()
-        await self._drain_own_pending()
+        ready = False
         while not stop.is_set():
             try:
+                if not ready:  # inside the loop: Redis may be down when the writer starts
+                    await self.shard.ensure_group()
+                    await self._drain_own_pending()
+                    ready = True
                 await self._step()
             except (RedisError, OSError) as exc:
                 metrics.WRITER_ERRORS.labels("redis").inc()

@@ -48,8 +48,8 @@ def form_for(candidate: dict[str, Any], seed: int = 1, **changes: Any) -> dict[s
     return form
 
 
-async def drain(settings: Settings, pool: asyncpg.Pool, client: Any, timeout: float = 20.0) -> None:
-    """Run a writer over every shard until all streams are empty (or fail after `timeout`)."""
+async def drain(settings: Settings, pool: asyncpg.Pool, client: Any, within: float = 20.0) -> None:
+    """Run a writer over every shard until all streams are empty (or fail after `within` s)."""
     writers = [
         ShardWriter(settings, pool, queue.StreamShard(client, shard, "test-writer"))
         for shard in range(settings.stream_shards)
@@ -68,7 +68,7 @@ async def drain(settings: Settings, pool: asyncpg.Pool, client: Any, timeout: fl
                 await writer.process(entries)
         return busy
 
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         while True:
             busy = await step()
             lengths = await asyncio.gather(

@@ -215,7 +215,7 @@ async def test_reference_data_is_cacheable_with_an_etag(harness: Harness) -> Non
     body = response.json()
     assert len(body["provinces"]) == 64
     assert len(body["ethnicities"]) == 54
-    assert {l["code"] for l in body["languages"]} == {f"N{i}" for i in range(1, 8)}
+    assert {lang["code"] for lang in body["languages"]} == {f"N{i}" for i in range(1, 8)}
     etag = response.headers["ETag"]
     again = await harness.client.get("/api/v1/reference", headers={"If-None-Match": etag})
     assert again.status_code == 304

@@ -1,4 +1,4 @@
-"""The submission path against real PostgreSQL and Valkey: idempotency, isolation, read-your-writes."""
+"""The submission path on real PostgreSQL and Valkey: idempotency, isolation, read-your-writes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The writer against real servers: order, redelivery, poison entries, trimming, the durability check."""
+"""The writer on real servers: order, redelivery, poison entries, trimming, durability check."""
 
 from __future__ import annotations
 

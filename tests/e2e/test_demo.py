@@ -1,0 +1,109 @@
+"""`examreg demo` on a fresh data dir: ready, a seeded login can submit, Ctrl-C stops everything."""
+
+from __future__ import annotations
+
+import csv
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from engine.embedded import EmbeddedServices
+from engine.rostergen import generate_roster, sample_form
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_demo_serves_a_seeded_candidate_and_stops_cleanly(tmp_path: Path) -> None:
+    data_dir = tmp_path / "demo"
+    port = _free_port()
+    log = (tmp_path / "demo.log").open("w")
+    started = time.monotonic()
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "demo",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--candidates",
+            "20",
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert demo.poll() is None, (tmp_path / "demo.log").read_text()
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "demo not ready in 120 s"
+            time.sleep(0.3)
+        print(f"demo ready after {time.monotonic() - started:.1f}s")
+
+        with (data_dir / "demo-credentials.csv").open() as handle:
+            credentials = list(csv.DictReader(handle))
+        assert len(credentials) == 20
+        with (data_dir / "demo-staff.csv").open() as handle:
+            assert {row["role"] for row in csv.DictReader(handle)} == {
+                "support",
+                "school",
+                "operator",
+                "admin",
+            }
+
+        login = credentials[0]
+        token = httpx.post(
+            f"{base}/api/v1/auth/login",
+            json={"login": login["login"], "password": login["password"]},
+        ).json()["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        entry = next(e for e in generate_roster(20) if e.national_id == login["login"])
+        form = sample_form(entry, random.Random(3))
+        put = httpx.put(
+            f"{base}/api/v1/me/registration",
+            json=form,
+            headers={**auth, "Idempotency-Key": "demo-1"},
+        )
+        assert put.status_code == 202, put.text
+        receipt = put.json()["receipt_id"]
+        deadline = time.monotonic() + 30
+        while (
+            httpx.get(f"{base}/api/v1/me/receipts/{receipt}", headers=auth).json()["status"]
+            != "persisted"
+        ):
+            assert time.monotonic() < deadline, "the demo's writer did not persist the submission"
+            time.sleep(0.2)
+    finally:
+        demo.send_signal(signal.SIGINT)
+        try:
+            demo.wait(60)
+        finally:
+            log.close()
+    assert demo.returncode == 0, (tmp_path / "demo.log").read_text()
+    # Everything it started is stopped; the data stays.
+    status = EmbeddedServices(data_dir).status()
+    assert status == {"postgres": "stopped", "valkey": "stopped"}
+    assert (data_dir / "postgres" / "PG_VERSION").exists()
