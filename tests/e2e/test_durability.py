@@ -137,6 +137,13 @@ async def _candidate_session(
         await asyncio.sleep(0.05)
 
 
+async def _metric(client: httpx.AsyncClient, name: str) -> float:
+    text = (await client.get("/metrics")).text
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
+    assert values, f"{name} missing from /metrics"
+    return values[0]
+
+
 def _writer_child(writer: subprocess.Popen[bytes]) -> psutil.Process:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -164,6 +171,7 @@ async def test_no_acknowledged_submission_is_lost_or_duplicated_through_crashes(
 
         # 1. Kill the writer process with SIGKILL while it works; its supervisor restarts it.
         await asyncio.sleep(1.0)
+        persisted_before_kill = await _metric(client, "examreg_writer_rows_persisted_total")
         victim = _writer_child(stack["writer"])
         victim.send_signal(signal.SIGKILL)
         killed_writer_after = len(ledger["acked"])
@@ -178,6 +186,12 @@ async def test_no_acknowledged_submission_is_lost_or_duplicated_through_crashes(
         await asyncio.to_thread(servers.embedded.start_redis, endpoints.redis_port)
 
         await load
+        # The API serves the writers' counters too (multiprocess mode); the killed writer's
+        # count is kept, so the total never goes backwards across its restart.
+        await asyncio.sleep(1.0)
+        persisted_after = await _metric(client, "examreg_writer_rows_persisted_total")
+        assert persisted_before_kill > 0
+        assert persisted_after >= persisted_before_kill
 
     assert killed_writer_after > 0 and len(acked_before_crash) > 0, "the crashes came too late"
     assert _writer_child(stack["writer"]).pid != victim.pid, "the writer was not restarted"

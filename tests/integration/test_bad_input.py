@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from engine import queue
+from engine import queue, store
 from engine.settings import Settings, Window
 from tests.conftest import Harness, make_harness
-from tests.support import form_for
+from tests.support import drain, form_for
 
 pytestmark = pytest.mark.anyio
 
@@ -163,8 +163,8 @@ async def test_closed_window_refuses_with_409(
         assert await _stream_total(aredis, settings) == 0
 
 
-async def test_trial_submissions_are_marked_trial(
-    settings: Settings, roster: list[dict[str, Any]]
+async def test_trial_submissions_are_marked_trial_and_purgeable(
+    settings: Settings, roster: list[dict[str, Any]], pool: Any, aredis: Any
 ) -> None:
     now = datetime.now(UTC)
     trial = Window(
@@ -182,6 +182,12 @@ async def test_trial_submissions_are_marked_trial(
         assert response.status_code == 202
         assert response.json()["phase"] == "trial"
         assert (await harness.client.get("/api/v1/window")).json()["phase"] == "trial"
+        await drain(settings, pool, aredis)
+        assert await pool.fetchval("SELECT phase FROM registration_versions") == "trial"
+        async with pool.acquire() as conn:
+            assert await store.purge_trial(conn) == (1, 1)
+        gone = await harness.client.get("/api/v1/me/registration", headers=auth)
+        assert gone.status_code == 404
 
 
 async def test_full_shard_is_shed_with_503_and_retry_after(
