@@ -106,8 +106,11 @@ def _digest(value: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Session:
+    """An authenticated session, as stored server-side."""
+
     subject: int  # candidate_id or staff_id
     kind: SessionKind
+    login: str  # the national ID (candidates) or username (staff) the session was opened with
     created: float
     token_digest: str
 
@@ -124,24 +127,34 @@ class SessionStore:
     def _key(digest: str) -> str:
         return f"examreg:session:{digest}"
 
-    async def create(self, subject: int, kind: SessionKind) -> tuple[str, float]:
+    async def create(self, subject: int, kind: SessionKind, login: str) -> tuple[str, float]:
         """A new random token (rotated at every login) and its absolute expiry (epoch seconds)."""
         token = secrets.token_urlsafe(16)  # 128 bits
         now = time.time()
-        payload = orjson.dumps({"sub": subject, "kind": kind, "created": now})
+        payload = orjson.dumps(
+            {"sub": subject, "kind": kind, "created": now, "login": login, "slid": now}
+        )
         await self._client.set(self._key(_digest(token)), payload, ex=self._idle)
         return token, now + self._absolute
 
     async def get(self, token: str, kind: SessionKind) -> Session | None:
         digest = _digest(token)
-        raw = await self._client.get(self._key(digest))
+        key = self._key(digest)
+        # One read. Every Redis write waits for the AOF fsync, so the sliding idle timeout is
+        # pushed forward (a write) at most once a minute, not on every request.
+        raw = await self._client.get(key)
         if raw is None:
             return None
         data = orjson.loads(raw)
-        if data.get("kind") != kind or time.time() - float(data["created"]) > self._absolute:
+        now = time.time()
+        if data.get("kind") != kind or now - float(data["created"]) > self._absolute:
             return None
-        await self._client.expire(self._key(digest), self._idle)  # sliding idle timeout
-        return Session(int(data["sub"]), kind, float(data["created"]), digest)
+        if now - float(data.get("slid", 0)) > 60:
+            data["slid"] = now
+            await self._client.set(key, orjson.dumps(data), ex=self._idle, xx=True)
+        return Session(
+            int(data["sub"]), kind, str(data.get("login", "")), float(data["created"]), digest
+        )
 
     async def revoke(self, session: Session) -> None:
         await self._client.delete(self._key(session.token_digest))

@@ -125,7 +125,7 @@ async def login(request: Request) -> Response:
         raise InvalidCredentials()
     await svc.throttle.succeeded(login_id)
     metrics.LOGINS.labels("candidate", "success").inc()
-    token, expires = await svc.sessions.create(record.candidate_id, "candidate")
+    token, expires = await svc.sessions.create(record.candidate_id, "candidate", login_id)
     body = {
         "token": token,
         "expires_at": datetime.fromtimestamp(expires, UTC).isoformat(),
@@ -201,10 +201,8 @@ async def submit_registration(request: Request) -> Response:
         key = _idempotency_key(request)
         phase = _phase(svc)
         body = await read_json(request, svc.settings.max_body_bytes)
-        profile = await _profile(svc, session.subject)
-        context = CandidateContext(
-            national_id=profile["national_id"], today=datetime.now(VIETNAM).date()
-        )
+        # The session holds the roster's national ID, so the hot path needs no roster query.
+        context = CandidateContext(national_id=session.login, today=datetime.now(VIETNAM).date())
         form = validate_registration(body, context, svc.catalog)
         if svc.memory_shedding:
             raise Overloaded(

@@ -27,6 +27,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from engine import metrics
 from engine.errors import IdempotencyKeyReused, Overloaded, Unavailable
 
 GROUP = "writers"
@@ -164,7 +165,6 @@ class Enqueuer:
         self._timeout = timeout
         self._pending: list[tuple[Submission, asyncio.Future[Receipt]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self.batch_sizes: list[int] = []  # observed by metrics; bounded by the caller
 
     async def submit(self, submission: Submission) -> Receipt:
         """Enqueue durably, or replay the original receipt for a repeated key and body.
@@ -199,7 +199,7 @@ class Enqueuer:
                 if not future.done():
                     future.set_exception(Unavailable(extra={"reason": type(exc).__name__}))
             return
-        self.batch_sizes.append(len(batch))
+        metrics.ENQUEUE_BATCH_SIZE.observe(len(batch))
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue  # the client went away; the entry (if any) stays valid for its retry

@@ -77,6 +77,7 @@ class Settings:
     idempotency_ttl_seconds: int = 30 * 24 * 3600
     writer_batch_size: int = 500
     writer_block_ms: int = 1000
+    writer_linger_ms: int = 50
     writer_claim_idle_ms: int = 30_000
     writer_max_deliveries: int = 5
     writer_shutdown_seconds: float = 10.0

@@ -60,6 +60,11 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's RESET ALL round trip on release: we keep no session state on connections
+    (the staging tables are ON COMMIT DELETE ROWS and every transaction is closed)."""
+
+
 async def create_pool(dsn: str, *, size: int = 10, io_timeout: float = 5.0) -> asyncpg.Pool:
     """A pool whose connections decode jsonb and time out every command."""
     pool = await asyncpg.create_pool(
@@ -69,6 +74,7 @@ async def create_pool(dsn: str, *, size: int = 10, io_timeout: float = 5.0) -> a
         command_timeout=io_timeout * 6,
         timeout=io_timeout,
         init=_init_connection,
+        reset=_no_reset,
     )
     assert pool is not None
     return pool

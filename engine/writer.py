@@ -69,9 +69,13 @@ class ShardWriter:
             if claimed:
                 metrics.ENTRIES_CLAIMED.inc(len(claimed))
                 await self.process(claimed)
-        entries = await self.shard.read(
-            self.settings.writer_batch_size, self.settings.writer_block_ms
-        )
+        size = self.settings.writer_batch_size
+        entries = await self.shard.read(size, self.settings.writer_block_ms)
+        if entries and len(entries) < size and self.settings.writer_linger_ms:
+            # Size or time: a short linger turns a trickle into batches, so each PostgreSQL
+            # commit and each Redis fsync carries many entries instead of one.
+            await asyncio.sleep(self.settings.writer_linger_ms / 1000)
+            entries += await self.shard.read(size - len(entries), None)
         if entries:
             await self.process(entries)
 

@@ -1,0 +1,1 @@
+"""Load-test tooling for examreg. It never imports `engine` (Locust runs on gevent)."""
