@@ -132,7 +132,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
             )
             return 1
         _print_banner(args.port, data_dir, time.monotonic() - started)
-        while not supervisor._stopping:
+        while not supervisor.stopping:
             supervisor.poll_once()
             time.sleep(0.2)
         return 0

@@ -76,6 +76,11 @@ class Supervisor:
         for child in self.children:
             self._spawn(child)
 
+    @property
+    def stopping(self) -> bool:
+        """True once SIGINT/SIGTERM (or `request_stop`) asked the tree to stop."""
+        return self._stopping
+
     def request_stop(self, *_: object) -> None:
         self._stopping = True
 
