@@ -100,6 +100,11 @@ def to_row(stream_id: str, shard: int, fields: dict[str, str]) -> VersionRow:
         raise
     except ValueError as exc:
         raise PoisonEntry(f"bad number or time: {exc}") from exc
+    if accepted_at.tzinfo is None:
+        raise PoisonEntry("accepted_at has no UTC offset")
+    # The columns are bigint and integer: out of range would fail in the driver, not the database.
+    if not (0 < candidate_id < 2**63 and 0 < version < 2**31):
+        raise PoisonEntry("candidate_id or version out of range")
     form_text = _text(fields, "form")
     try:
         form = orjson.loads(form_text)

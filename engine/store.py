@@ -45,6 +45,8 @@ Connection = asyncpg.Connection | PoolConnectionProxy
 
 def is_transient(exc: BaseException) -> bool:
     """Whether a database error may go away on retry (the batch itself is not at fault)."""
+    if isinstance(exc, asyncpg.exceptions.DataError):
+        return False  # the driver could not encode a value: the batch itself is at fault
     if isinstance(exc, (OSError, asyncpg.exceptions.InterfaceError, TimeoutError)):
         return True
     state = getattr(exc, "sqlstate", None)

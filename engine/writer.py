@@ -109,7 +109,7 @@ class ShardWriter:
         started = time.perf_counter()
         try:
             result = await self._write_with_retry([item[2] for item in items])
-        except asyncpg.PostgresError as exc:
+        except (asyncpg.PostgresError, asyncpg.exceptions.DataError) as exc:
             if store.is_transient(exc):
                 raise
             metrics.WRITER_BATCHES.labels("split" if len(items) > 1 else "failed").inc()
@@ -137,17 +137,17 @@ class ShardWriter:
             try:
                 async with self.pool.acquire(timeout=self.settings.io_timeout_seconds) as conn:
                     return await store.write_batch(conn, rows)
-            except asyncpg.PostgresError as exc:
+            except (asyncpg.PostgresError, asyncpg.exceptions.DataError) as exc:
                 if not store.is_transient(exc) or attempt == 3:
                     raise
                 metrics.WRITER_ERRORS.labels("transient").inc()
                 await asyncio.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
 
-    async def _failed_alone(self, item: Item, exc: asyncpg.PostgresError) -> None:
+    async def _failed_alone(self, item: Item, exc: Exception) -> None:
         entry_id, fields, _ = item
         deliveries = await self.shard.delivery_count(entry_id)
-        reason = f"{exc.sqlstate}: {type(exc).__name__}"
+        reason = f"{getattr(exc, 'sqlstate', 'client')}: {type(exc).__name__}"
         if deliveries >= self.settings.writer_max_deliveries:
             await self.shard.dead_letter(entry_id, fields, reason)
             metrics.DEAD_LETTERS.labels("rejected_by_database").inc()

@@ -125,8 +125,21 @@ async def test_poison_entry_is_dead_lettered_without_blocking_its_batch(
             "form": orjson.dumps({"full_name": "NGUYỄN VĂN A"}).decode(),
         },
     )
-    # And one that is not even decodable.
+    # One that is not even decodable, and one whose version overflows the integer column.
     await aredis.xadd(queue.stream_key(0), {"cid": "x"})
+    await aredis.xadd(
+        queue.stream_key(0),
+        {
+            "cid": str(good[0]["candidate_id"]),
+            "v": "3000000000",
+            "rid": "BIG",
+            "key": "b",
+            "hash": "h",
+            "phase": "official",
+            "at": datetime.now(UTC).isoformat(),
+            "form": orjson.dumps({"full_name": "NGUYỄN VĂN B"}).decode(),
+        },
+    )
     for i, candidate in enumerate(good[1:], start=1):
         auth = await harness.login(candidate)
         await harness.client.put(
@@ -143,9 +156,9 @@ async def test_poison_entry_is_dead_lettered_without_blocking_its_batch(
     assert persisted == {c["candidate_id"] for c in good}
     dead = await aredis.xrange(queue.dead_key(0))
     reasons = sorted(fields["reason"] for _, fields in dead)
-    assert len(dead) == 2
+    assert len(dead) == 3
     assert reasons[0].startswith("23503")  # foreign_key_violation, after writer_max_deliveries
-    assert reasons[1].startswith("malformed")
+    assert reasons[1].startswith("malformed") and reasons[2].startswith("malformed")
     assert await aredis.xlen(queue.stream_key(0)) == 0
     summary = await aredis.xpending(queue.stream_key(0), queue.GROUP)
     assert summary["pending"] == 0
