@@ -267,7 +267,7 @@ async def close_services(svc: Services) -> None:
 
 def create_app(settings: Settings) -> Starlette:
     """The ASGI application for `settings`."""
-    from engine import candidate_api
+    from engine import candidate_api, staff_api
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -285,6 +285,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/metrics", metrics_endpoint),
         Route("/openapi.json", openapi_endpoint),
         *candidate_api.routes,
+        *staff_api.routes,
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         ExamregError: _on_examreg_error,

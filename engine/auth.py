@@ -12,8 +12,8 @@ import hashlib
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import orjson
 import redis.asyncio as aioredis
@@ -113,6 +113,7 @@ class Session:
     login: str  # the national ID (candidates) or username (staff) the session was opened with
     created: float
     token_digest: str
+    scope: dict[str, Any] = field(default_factory=dict)
 
 
 class SessionStore:
@@ -127,12 +128,24 @@ class SessionStore:
     def _key(digest: str) -> str:
         return f"examreg:session:{digest}"
 
-    async def create(self, subject: int, kind: SessionKind, login: str) -> tuple[str, float]:
-        """A new random token (rotated at every login) and its absolute expiry (epoch seconds)."""
+    async def create(
+        self, subject: int, kind: SessionKind, login: str, scope: dict[str, Any] | None = None
+    ) -> tuple[str, float]:
+        """A new random token (rotated at every login) and its absolute expiry (epoch seconds).
+
+        `scope` carries what a staff session is allowed (role, school) for the session's life.
+        """
         token = secrets.token_urlsafe(16)  # 128 bits
         now = time.time()
         payload = orjson.dumps(
-            {"sub": subject, "kind": kind, "created": now, "login": login, "slid": now}
+            {
+                "sub": subject,
+                "kind": kind,
+                "created": now,
+                "login": login,
+                "slid": now,
+                "scope": scope or {},
+            }
         )
         await self._client.set(self._key(_digest(token)), payload, ex=self._idle)
         return token, now + self._absolute
@@ -153,7 +166,12 @@ class SessionStore:
             data["slid"] = now
             await self._client.set(key, orjson.dumps(data), ex=self._idle, xx=True)
         return Session(
-            int(data["sub"]), kind, str(data.get("login", "")), float(data["created"]), digest
+            int(data["sub"]),
+            kind,
+            str(data.get("login", "")),
+            float(data["created"]),
+            digest,
+            dict(data.get("scope") or {}),
         )
 
     async def revoke(self, session: Session) -> None:

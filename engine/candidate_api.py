@@ -1,7 +1,7 @@
 """Candidate endpoints of HTTP API v1 (architecture §6.3): login, profile, registration, receipts.
 
-Owns reading requests (size limit, JSON, UTF-8), authentication of candidate sessions, and the
-submission flow: session → Idempotency-Key → window → validation → admission → durable enqueue.
+Owns the candidate's routes and the submission flow: session → Idempotency-Key → window →
+validation → admission → durable enqueue. Body reading and the login flow are `engine.http`'s.
 It must not talk to Redis or SQL except through `engine.queue`, `engine.store` and `engine.auth`.
 """
 
@@ -11,151 +11,60 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from engine import metrics, queue, store
+from engine import http, metrics, queue, store
 from engine.api import Services, json_response, language, services
 from engine.auth import Session, check_password_policy
 from engine.errors import (
     ExamregError,
-    FieldError,
     IdempotencyKeyRequired,
-    IdempotencyKeyReused,
     InvalidCredentials,
-    InvalidRegistration,
-    InvalidRequest,
-    MalformedRequest,
     NoRegistration,
     NotFound,
     Overloaded,
-    PayloadTooLarge,
     Unauthenticated,
-    UnsupportedMediaType,
-    WeakPassword,
     WindowClosed,
 )
+from engine.http import Account, current_session, password_login, read_json, string_fields
 from engine.registration import CandidateContext, validate_registration
 from engine.settings import VIETNAM
 
-SESSION_COOKIE = "examreg_session"
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _RECEIPT_ID = re.compile(r"^[0-9A-F]{20}$")
 _LOGIN = re.compile(r"^[0-9A-Za-z]{6,20}$")
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The body as JSON, refusing what is too large, not JSON, or not UTF-8."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != "application/json":
-        raise UnsupportedMediaType()
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise PayloadTooLarge()
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge()
-            chunks.append(chunk)
-    except ClientDisconnect as exc:
-        raise MalformedRequest() from exc
-    try:
-        return orjson.loads(b"".join(chunks))
-    except orjson.JSONDecodeError as exc:
-        raise MalformedRequest() from exc
-
-
-def _token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    if header[:7].lower() == "bearer ":
-        return header[7:].strip() or None
-    return request.cookies.get(SESSION_COOKIE)
-
-
 async def candidate_session(request: Request) -> Session:
-    token = _token(request)
-    if not token or len(token) > 64:
-        raise Unauthenticated()
-    session = await services(request).sessions.get(token, "candidate")
-    if session is None:
-        raise Unauthenticated()
-    return session
+    return await current_session(request, "candidate")
 
 
-def _string_fields(body: Any, names: tuple[str, ...]) -> dict[str, str]:
-    if not isinstance(body, dict):
-        raise MalformedRequest()
-    errors = []
-    for name in names:
-        value = body.get(name)
-        if not isinstance(value, str) or not value:
-            errors.append(
-                FieldError(
-                    name, "required", "Vui lòng nhập thông tin này.", "This field is required."
-                )
-            )
-    if errors:
-        raise InvalidRequest(errors=tuple(errors))
-    return {name: body[name] for name in names}
-
-
-def _client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
-# -- auth ---------------------------------------------------------------------------------------
+async def _candidate_account(svc: Services, login_id: str) -> Account | None:
+    if not _LOGIN.match(login_id):
+        return None
+    record = await store.candidate_login(svc.pool, login_id)
+    if record is None:
+        return None
+    return Account(record.candidate_id, record.password_hash, record.must_change_password)
 
 
 async def login(request: Request) -> Response:
     svc = services(request)
-    fields = _string_fields(await read_json(request, 4096), ("login", "password"))
-    login_id, password = fields["login"].strip(), fields["password"]
-    address = _client_address(request)
-    await svc.throttle.check(login_id, address)
-    record = await store.candidate_login(svc.pool, login_id) if _LOGIN.match(login_id) else None
-    ok = await svc.passwords.verify(record.password_hash if record else None, password[:128])
-    if not ok or record is None:
-        await svc.throttle.failed(login_id, address)
-        metrics.LOGINS.labels("candidate", "failure").inc()
-        raise InvalidCredentials()
-    await svc.throttle.succeeded(login_id)
-    metrics.LOGINS.labels("candidate", "success").inc()
-    token, expires = await svc.sessions.create(record.candidate_id, "candidate", login_id)
-    body = {
-        "token": token,
-        "expires_at": datetime.fromtimestamp(expires, UTC).isoformat(),
-        "must_change_password": record.must_change_password,
-    }
-    response = json_response(body)
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=svc.settings.session_absolute_seconds,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        path="/",
+    return await password_login(
+        request, "candidate", lambda login_id: _candidate_account(svc, login_id)
     )
-    return response
 
 
 async def logout(request: Request) -> Response:
-    session = await candidate_session(request)
-    await services(request).sessions.revoke(session)
-    response = Response(status_code=204)
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    return response
+    return await http.logout(request, "candidate")
 
 
 async def change_password(request: Request) -> Response:
     svc = services(request)
     session = await candidate_session(request)
-    fields = _string_fields(await read_json(request, 4096), ("current_password", "new_password"))
+    fields = string_fields(await read_json(request, 4096), ("current_password", "new_password"))
     current_hash = await store.candidate_password_hash(svc.pool, session.subject)
     if not await svc.passwords.verify(current_hash, fields["current_password"][:128]):
         raise InvalidCredentials()
@@ -334,5 +243,3 @@ routes = [
     Route("/api/v1/reference", reference, methods=["GET"]),
     Route("/api/v1/window", window, methods=["GET"]),
 ]
-
-__all__ = ["IdempotencyKeyReused", "InvalidRegistration", "WeakPassword", "routes"]

@@ -104,6 +104,15 @@ class Unauthenticated(ExamregError):
     title_en = "You need to log in."
 
 
+class Forbidden(ExamregError):
+    """Authenticated, but the role does not allow this."""
+
+    status = 403
+    code = "forbidden"
+    title = "Tài khoản của bạn không có quyền thực hiện thao tác này."
+    title_en = "Your account is not allowed to do this."
+
+
 class NotFound(ExamregError):
     """Unknown resource, or one that is not the caller's (the two look the same on purpose)."""
 

@@ -150,6 +150,40 @@ def _paths() -> dict[str, Any]:
                 requestBody=_body(_OBJ),
             )
         },
+        "/api/v1/staff/login": {
+            "post": _op(
+                "Staff login (support, school, operator, admin)",
+                {"200": _json(_OBJ)},
+                (400, 401, 413, 415, 422, 429, 503),
+                requestBody=_body(
+                    {
+                        "type": "object",
+                        "required": ["username", "password"],
+                        "properties": {
+                            "username": {"type": "string"},
+                            "password": {"type": "string"},
+                        },
+                    }
+                ),
+            )
+        },
+        "/api/v1/staff/logout": {
+            "post": _op(
+                "Revoke the staff session",
+                {"204": {"description": "Logged out"}},
+                (401,),
+                security=_BEARER,
+            )
+        },
+        "/api/v1/staff/password": {
+            "post": _op(
+                "Change the staff password",
+                {"204": {"description": "Changed"}},
+                (400, 401, 403, 415, 422),
+                security=_BEARER,
+                requestBody=_body(_OBJ),
+            )
+        },
         "/api/v1/me": {
             "get": _op(
                 "The candidate's roster profile", {"200": _json(_OBJ)}, (401,), security=_BEARER

@@ -301,6 +301,30 @@ async def reference(pool: asyncpg.Pool) -> dict[str, list[dict[str, Any]]]:
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class StaffRecord:
+    staff_id: int
+    password_hash: str
+    role: str
+    province_code: str | None
+    school_code: str | None
+    must_change_password: bool
+
+
+async def staff_login(pool: asyncpg.Pool, username: str) -> StaffRecord | None:
+    row = await pool.fetchrow(QUERIES["staff_login"], username)
+    return None if row is None else StaffRecord(*row)
+
+
+async def staff_password_hash(pool: asyncpg.Pool, staff_id: int) -> str | None:
+    value = await pool.fetchval(QUERIES["staff_password_hash"], staff_id)
+    return None if value is None else str(value)
+
+
+async def set_staff_password(pool: asyncpg.Pool, staff_id: int, password_hash: str) -> None:
+    await pool.execute(QUERIES["set_staff_password"], staff_id, password_hash)
+
+
 async def create_staff(
     pool: asyncpg.Pool,
     username: str,

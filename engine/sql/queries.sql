@@ -111,6 +111,16 @@ DELETE FROM registration_versions WHERE phase = 'trial';
 -- name: purge_trial_current
 DELETE FROM registrations WHERE phase = 'trial';
 
+-- name: staff_login
+SELECT staff_id, password_hash, role, province_code, school_code, must_change_password
+FROM staff WHERE username = $1;
+
+-- name: staff_password_hash
+SELECT password_hash FROM staff WHERE staff_id = $1;
+
+-- name: set_staff_password
+UPDATE staff SET password_hash = $2, must_change_password = false WHERE staff_id = $1;
+
 -- name: create_staff
 INSERT INTO staff (username, password_hash, role, province_code, school_code, must_change_password)
 VALUES ($1, $2, $3, $4, $5, $6)
