@@ -96,9 +96,15 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     return problem(mapped, language(request))
 
 
+async def _on_backend_error(request: Request, exc: Exception) -> Response:
+    """Redis or PostgreSQL failed (down, timed out, or refused a write such as an audit row):
+    the request did not happen, and the client may retry."""
+    log.error("backend %s on %s %s", type(exc).__name__, request.method, _route_name(request.scope))
+    failure = Unavailable(retry_after=services(request).settings.retry_after_seconds)
+    return problem(failure, language(request))
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, (RedisError, OSError, asyncpg.PostgresConnectionError, TimeoutError)):
-        return problem(Unavailable(), language(request))
     # Logged without the request body: it may carry personal data.
     log.error(
         "unhandled %s on %s %s", type(exc).__name__, request.method, _route_name(request.scope)
@@ -267,7 +273,7 @@ async def close_services(svc: Services) -> None:
 
 def create_app(settings: Settings) -> Starlette:
     """The ASGI application for `settings`."""
-    from engine import candidate_api, staff_api
+    from engine import candidate_api, staff_api, support_api
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -286,10 +292,16 @@ def create_app(settings: Settings) -> Starlette:
         Route("/openapi.json", openapi_endpoint),
         *candidate_api.routes,
         *staff_api.routes,
+        *support_api.routes,
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         ExamregError: _on_examreg_error,
         HTTPException: _on_http_exception,
+        RedisError: _on_backend_error,
+        asyncpg.PostgresError: _on_backend_error,
+        asyncpg.InterfaceError: _on_backend_error,
+        OSError: _on_backend_error,
+        TimeoutError: _on_backend_error,
         Exception: _on_unexpected,
     }
     return Starlette(

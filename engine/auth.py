@@ -147,7 +147,13 @@ class SessionStore:
                 "scope": scope or {},
             }
         )
-        await self._client.set(self._key(_digest(token)), payload, ex=self._idle)
+        digest = _digest(token)
+        index = self._subject_key(kind, subject)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.set(self._key(digest), payload, ex=self._idle)
+        pipe.sadd(index, digest)  # lets a password reset revoke every session of the account
+        pipe.expire(index, self._absolute)
+        await pipe.execute()
         return token, now + self._absolute
 
     async def get(self, token: str, kind: SessionKind) -> Session | None:
@@ -174,8 +180,25 @@ class SessionStore:
             dict(data.get("scope") or {}),
         )
 
+    @staticmethod
+    def _subject_key(kind: SessionKind, subject: int) -> str:
+        return f"examreg:sessions:{kind}:{subject}"
+
     async def revoke(self, session: Session) -> None:
         await self._client.delete(self._key(session.token_digest))
+        await self._client.srem(
+            self._subject_key(session.kind, session.subject), session.token_digest
+        )
+
+    async def revoke_all(self, kind: SessionKind, subject: int) -> int:
+        """End every session of an account (password reset); return how many were live."""
+        index = self._subject_key(kind, subject)
+        digests: Any = await self._client.smembers(index)
+        if not digests:
+            return 0
+        removed = int(await self._client.delete(*(self._key(d) for d in digests)))
+        await self._client.delete(index)
+        return removed
 
 
 class LoginThrottle:

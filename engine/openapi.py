@@ -24,6 +24,14 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _query(name: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": {"type": "string"}}
+
+
+def _path(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
@@ -182,6 +190,59 @@ def _paths() -> dict[str, Any]:
                 (400, 401, 403, 415, 422),
                 security=_BEARER,
                 requestBody=_body(_OBJ),
+            )
+        },
+        "/api/v1/support/candidates": {
+            "get": _op(
+                "Search candidates by national_id, candidate_id, name [+ date_of_birth]"
+                " or province_code + school_code; audited",
+                {"200": _json(_OBJ)},
+                (401, 403, 422),
+                security=_BEARER,
+                parameters=[
+                    _query(n)
+                    for n in (
+                        "national_id",
+                        "candidate_id",
+                        "name",
+                        "date_of_birth",
+                        "province_code",
+                        "school_code",
+                        "page",
+                        "page_size",
+                        "reason",
+                    )
+                ],
+            )
+        },
+        "/api/v1/support/candidates/{candidate_id}": {
+            "get": _op(
+                "Candidate detail, every version, the pipeline state; audited; reason required",
+                {"200": _json(_OBJ)},
+                (401, 403, 404, 422),
+                security=_BEARER,
+                parameters=[_path("candidate_id"), _query("reason", True), _query("reveal")],
+            )
+        },
+        "/api/v1/support/candidates/{candidate_id}/password-reset": {
+            "post": _op(
+                "Issue a one-time password, force a change, revoke sessions; audited",
+                {"200": _json(_OBJ)},
+                (401, 403, 404, 415, 422),
+                security=_BEARER,
+                parameters=[_path("candidate_id")],
+                requestBody=_body(_OBJ),
+            )
+        },
+        "/api/v1/support/audit": {
+            "get": _op(
+                "The audit log (admin)",
+                {"200": _json(_OBJ)},
+                (401, 403, 422),
+                security=_BEARER,
+                parameters=[
+                    _query(n) for n in ("staff", "candidate", "since", "until", "page", "reason")
+                ],
             )
         },
         "/api/v1/me": {

@@ -295,6 +295,81 @@ async def queued_receipt_version(
     return None if value is None else int(value)
 
 
+@dataclass(frozen=True, slots=True)
+class LatestRecord:
+    """What Redis remembers of a candidate's newest accepted version (form or not)."""
+
+    version: int
+    receipt_id: str
+    phase: str
+    accepted_at: str
+    stream_id: str
+    form_queued: bool  # the form is still only in Redis (not yet released after COMMIT)
+
+
+async def latest_record(
+    client: aioredis.Redis, shard: int, candidate_id: int
+) -> LatestRecord | None:
+    values: list[Any] = await client.hmget(
+        candidate_key(shard, candidate_id),
+        [
+            "latest_version",
+            "latest_receipt",
+            "latest_phase",
+            "latest_at",
+            "latest_stream_id",
+            "latest_form",
+        ],
+    )
+    if values[0] is None:
+        return None
+    return LatestRecord(
+        int(values[0]),
+        str(values[1]),
+        str(values[2]),
+        str(values[3]),
+        str(values[4]),
+        values[5] is not None,
+    )
+
+
+async def entry_state(client: aioredis.Redis, shard: int, stream_id: str) -> dict[str, Any]:
+    """Where one stream entry is: waiting for a writer, delivered (pending), or gone (trimmed)."""
+    stream = stream_key(shard)
+    try:
+        pending: Any = await client.xpending_range(stream, GROUP, stream_id, stream_id, 1)
+    except ResponseError as exc:  # NOGROUP: no writer has started on this shard yet
+        if "NOGROUP" not in str(exc):
+            raise
+        pending = []
+    if pending:
+        row = pending[0]
+        return {
+            "state": "pending",
+            "consumer": row["consumer"],
+            "deliveries": int(row["times_delivered"]),
+            "idle_seconds": int(row["time_since_delivered"]) / 1000,
+        }
+    if await client.xrange(stream, stream_id, stream_id):
+        return {"state": "waiting"}
+    return {"state": "gone"}
+
+
+async def find_dead_letter(
+    client: aioredis.Redis, shard: int, receipt_id: str, scan: int = 1000
+) -> dict[str, Any] | None:
+    """The dead-letter record of a receipt, among the shard's newest `scan` dead letters."""
+    entries: Any = await client.xrevrange(dead_key(shard), count=scan)
+    for entry_id, fields in entries:
+        if fields.get("rid") == receipt_id:
+            return {
+                "dead_letter_id": entry_id,
+                "reason": fields.get("reason", ""),
+                "source_id": fields.get("source_id"),
+            }
+    return None
+
+
 # -- the writer side ------------------------------------------------------------------------------
 
 

@@ -233,6 +233,7 @@ async def test_migrations_are_idempotent(database_url: str) -> None:
         names = [
             r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations ORDER BY 1")
         ]
-        assert names == ["0001_core.sql", "0002_reference.sql"]
+        assert names == sorted(p.name for p in store.SCHEMA_DIR.glob("[0-9]*.sql"))
+        assert names[:3] == ["0001_core.sql", "0002_reference.sql", "0003_support.sql"]
     finally:
         await conn.close()
