@@ -55,6 +55,9 @@ PY
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
 token=$(curl -sf -X POST "http://127.0.0.1:$PORT/api/v1/staff/login" -H 'Content-Type: application/json' \
   -d '{"username":"desk.bench","password":"Bench-pass-2026"}' | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-wrk -t2 -c34 -d"${SECONDS_PER_RUN}s" --latency -s loadtest/search.lua "http://127.0.0.1:$PORT" \
-  -- "$DIR/queries.txt" "$token" | grep -E "Requests/sec|Latency|50%|90%|99%|Non-2xx"
+for think in 0 100; do
+  echo "-- 34 agents, think time ${think} ms between searches (0 = back to back, saturation)"
+  wrk -t2 -c34 -d"${SECONDS_PER_RUN}s" --latency -s loadtest/search.lua "http://127.0.0.1:$PORT" \
+    -- "$DIR/queries.txt" "$token" "$think" | grep -E "Requests/sec|50%|90%|99%|Non-2xx"
+done
 echo "candidates=$CANDIDATES agents=34 seconds=$SECONDS_PER_RUN cores=$(nproc)"
