@@ -17,6 +17,14 @@ from typing import Any, Final
 
 from engine import reference
 from engine.errors import FieldError, InvalidRegistration
+from engine.registration_messages import (
+    ADDRESS_CHARACTERS,
+    KINDS,
+    NAME_CHARACTERS,
+    PLACE_CHARACTERS,
+    SCHOOL_COUNT,
+    message,
+)
 
 FIELDS: Final = (
     "full_name",
@@ -52,163 +60,11 @@ _LANGUAGES: Final = {code: (vi, en) for code, vi, en in reference.LANGUAGES}
 _CERTIFICATE_LANGUAGE: Final = {code: language for code, language, _ in reference.CERTIFICATES}
 _PRIORITY_GROUPS: Final = tuple(code for code, _ in reference.PRIORITY_GROUPS)
 
-_KINDS: Final = {
-    "string": ("chuỗi ký tự", "a string"),
-    "integer": ("số nguyên", "an integer"),
-    "boolean": ("true hoặc false", "true or false"),
-    "list": ("danh sách", "a list"),
-    "object": ("đối tượng JSON", "an object"),
-}
-# Default (Vietnamese, English) text per error code; `{…}` are filled from the call's parameters.
-_MESSAGES: Final = {
-    "not_an_object": (
-        "Phiếu đăng ký phải được gửi dưới dạng một đối tượng JSON. Vui lòng gửi lại.",
-        "The form must be sent as a JSON object.",
-    ),
-    "unknown_field": (
-        "Trường thông tin này không có trong phiếu đăng ký. Vui lòng bỏ trường này.",
-        "This field is not part of the form; please remove it.",
-    ),
-    "required": ("Vui lòng nhập thông tin này.", "This field is required."),
-    "wrong_type": (
-        "Kiểu dữ liệu không đúng (cần {kind_vi}). Vui lòng nhập lại.",
-        "Wrong type: {kind_en} is expected.",
-    ),
-    "too_short": ("Vui lòng nhập ít nhất {limit} ký tự.", "Enter at least {limit} characters."),
-    "too_long": ("Vui lòng nhập tối đa {limit} ký tự.", "Enter at most {limit} characters."),
-    "invalid_characters": (
-        "Thông tin này có ký tự không hợp lệ. Vui lòng nhập lại.",
-        "This field contains characters that are not allowed.",
-    ),
-    "invalid_date": (
-        "Ngày không hợp lệ. Vui lòng nhập theo dạng năm-tháng-ngày, ví dụ 2008-03-15.",
-        "Invalid date; use YYYY-MM-DD, e.g. 2008-03-15.",
-    ),
-    "implausible_date": (
-        f"Ngày sinh chưa hợp lý: tuổi thí sinh phải từ {_MIN_AGE} đến {_MAX_AGE}. "
-        "Vui lòng kiểm tra lại.",
-        f"Implausible date of birth: the candidate must be {_MIN_AGE} to {_MAX_AGE} years old.",
-    ),
-    "invalid_choice": (
-        "Giá trị không hợp lệ. Vui lòng chọn một trong các giá trị: {choices}.",
-        "Invalid value; choose one of: {choices}.",
-    ),
-    "invalid_format": (
-        "Vui lòng nhập đúng {digits} chữ số.",
-        "Enter exactly {digits} digits.",
-    ),
-    "out_of_range": (
-        "Vui lòng nhập một số từ {low} đến {high}.",
-        "Enter a number from {low} to {high}.",
-    ),
-    "mismatch_roster": (
-        "Số định danh cá nhân không khớp với tài khoản đăng nhập. "
-        "Vui lòng nhập đúng số định danh của bạn.",
-        "The ID number does not match the account you are logged in with.",
-    ),
-    "sex_mismatch": (
-        "Chữ số thứ 4 của số định danh cá nhân không khớp với giới tính. "
-        "Vui lòng kiểm tra lại giới tính hoặc số định danh.",
-        "Digit 4 of the ID number does not match the sex given.",
-    ),
-    "century_mismatch": (
-        "Chữ số thứ 4 của số định danh cá nhân không khớp với thế kỷ của năm sinh. "
-        "Vui lòng kiểm tra lại ngày sinh hoặc số định danh.",
-        "Digit 4 of the ID number does not match the century of the birth year.",
-    ),
-    "birth_year_mismatch": (
-        "Chữ số thứ 5 và 6 của số định danh cá nhân phải là hai số cuối của năm sinh. "
-        "Vui lòng kiểm tra lại ngày sinh hoặc số định danh.",
-        "Digits 5–6 of the ID number must be the last two digits of the birth year.",
-    ),
-    "unknown_ethnicity": (
-        "Không tìm thấy dân tộc này. Vui lòng chọn trong danh sách 54 dân tộc (ví dụ: Kinh, Tày).",
-        "Unknown ethnicity; choose one of the 54 groups (e.g. Kinh, Tày).",
-    ),
-    "unknown_province": (
-        "Mã tỉnh không có trong danh mục. Vui lòng chọn tỉnh/thành phố trong danh sách.",
-        "Unknown province code; choose a province from the list.",
-    ),
-    "unknown_school": (
-        "Không tìm thấy mã trường này trong tỉnh đã chọn. "
-        "Vui lòng kiểm tra lại mã tỉnh và mã trường.",
-        "No school with this code in the chosen province; check both codes.",
-    ),
-    "wrong_count": ("Vui lòng chọn đúng 2 môn tự chọn.", "Choose exactly 2 electives."),
-    "duplicate_grade": (
-        "Lớp này đã được khai ở dòng khác. Mỗi lớp chỉ khai một lần.",
-        "This grade is already given in another row; give each grade once.",
-    ),
-    "grades_incomplete": (
-        "Học sinh lớp 12 cần khai đủ nơi học của lớp 10, 11 và 12, mỗi lớp một dòng.",
-        "Grade-12 students must give their school for grades 10, 11 and 12, one row each.",
-    ),
-    "invalid_phone": (
-        "Số điện thoại di động không hợp lệ. Vui lòng nhập số di động Việt Nam, ví dụ 0912345678.",
-        "Invalid mobile number; enter a Vietnamese mobile number, e.g. 0912345678.",
-    ),
-    "invalid_email": (
-        "Địa chỉ email không hợp lệ. Vui lòng nhập theo dạng ten@tenmien.vn hoặc để trống.",
-        "Invalid e-mail address; use name@domain.tld or leave it empty.",
-    ),
-    "empty": (
-        "Vui lòng chọn ít nhất một mục đích dự thi.",
-        "Choose at least one purpose.",
-    ),
-    "duplicate": (
-        "Lựa chọn này bị trùng. Vui lòng bỏ lựa chọn lặp lại.",
-        "This choice is repeated; remove the duplicate.",
-    ),
-    "exclusive_subjects": (
-        "Không được chọn cùng lúc Công nghệ – Công nghiệp và Công nghệ – Nông nghiệp. "
-        "Vui lòng chỉ chọn một trong hai môn.",
-        "Công nghệ – Công nghiệp and Công nghệ – Nông nghiệp cannot both be chosen.",
-    ),
-    "not_allowed": (
-        "Chỉ khai thông tin này khi bạn chọn môn Ngoại ngữ. "
-        "Vui lòng để trống hoặc chọn môn Ngoại ngữ.",
-        "Only allowed when Ngoại ngữ (foreign language) is one of the electives.",
-    ),
-    "unknown_certificate": (
-        "Chứng chỉ này không có trong danh mục được miễn thi Ngoại ngữ. "
-        "Vui lòng chọn chứng chỉ trong danh sách.",
-        "This certificate is not on the list that exempts from the foreign-language paper.",
-    ),
-    "certificate_language_mismatch": (
-        "Chứng chỉ này không phải chứng chỉ {language_vi}, ngoại ngữ bạn đăng ký dự thi. "
-        "Vui lòng chọn chứng chỉ đúng thứ tiếng hoặc bỏ đề nghị miễn thi.",
-        "This certificate is not for {language_en}, the language you registered.",
-    ),
-}
-_NAME_CHARACTERS: Final = (
-    "Họ và tên chỉ được gồm chữ cái (có dấu), dấu cách, dấu nháy (') và dấu gạch ngang (-). "
-    "Vui lòng nhập lại.",
-    "The name may contain only letters, spaces, apostrophes (') and hyphens (-).",
-)
-_SCHOOL_COUNT: Final = (
-    "Vui lòng khai tối đa 3 dòng nơi học (lớp 10, 11 và 12).",
-    "Give at most 3 school rows (grades 10, 11 and 12).",
-)
-_ADDRESS_CHARACTERS: Final = (
-    "Địa chỉ có ký tự điều khiển không hợp lệ. Vui lòng nhập lại.",
-    "The address contains control characters.",
-)
-_PLACE_CHARACTERS: Final = (
-    "Nơi sinh phải là tên tỉnh/thành phố, hoặc tên nước bằng tiếng Việt nếu sinh ở nước ngoài "
-    "(chỉ gồm chữ cái, dấu cách và dấu gạch ngang). Vui lòng nhập lại.",
-    "The birthplace must be a province, or a country in Vietnamese (letters, spaces, hyphens).",
-)
-
 _ISO_DATE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _PHONE_SEPARATORS: Final = re.compile(r"[\s.\-]")
 _MOBILE: Final = re.compile(r"0[35789][0-9]{8}")  # mobile prefixes 03, 05, 07, 08, 09
 _EMAIL: Final = re.compile(r"[^@\s]+@(?:[^@\s.]+\.)+[^@\s.]{2,}")
 _CITY_PREFIX: Final = re.compile(r"^(?:thanhpho|tp|tinh)")
-
-
-def _message(code: str, **params: object) -> tuple[str, str]:
-    vi, en = _MESSAGES[code]
-    return vi.format(**params), en.format(**params)
 
 
 class _Report:
@@ -222,11 +78,11 @@ class _Report:
     def add(
         self, path: str, code: str, text: tuple[str, str] | None = None, **params: object
     ) -> None:
-        vi, en = text or _message(code, **params)
+        vi, en = text or message(code, **params)
         self.errors.append(FieldError(path, code, vi, en))
 
     def wrong_type(self, path: str, kind: str) -> None:
-        kind_vi, kind_en = _KINDS[kind]
+        kind_vi, kind_en = KINDS[kind]
         self.add(path, "wrong_type", kind_vi=kind_vi, kind_en=kind_en)
 
 
@@ -369,7 +225,7 @@ def _full_name(value: object, report: _Report) -> str | None:
         return None
     allowed = all(unicodedata.category(c)[0] in "LM" or c in " '-" for c in name)
     if not allowed or not any(c.isalpha() for c in name):
-        report.add("full_name", "invalid_characters", _NAME_CHARACTERS)
+        report.add("full_name", "invalid_characters", NAME_CHARACTERS)
         return None
     # Upper-casing can leave a string that is no longer NFC (Greek ΐ → Ϊ́), hence NFC again.
     return unicodedata.normalize("NFC", name.upper())
@@ -388,7 +244,7 @@ def _date_of_birth(value: object, today: date, report: _Report) -> date | None:
         return None
     age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
     if not _MIN_AGE <= age <= _MAX_AGE:
-        report.add("date_of_birth", "implausible_date")
+        report.add("date_of_birth", "implausible_date", low=_MIN_AGE, high=_MAX_AGE)
         return None
     return born
 
@@ -416,7 +272,7 @@ def check_national_id(
     if sex not in _SEXES:
         raise ValueError(f"sex must be 'male' or 'female', not {sex!r}")
     if not _is_digits(national_id, 12):
-        return [("invalid_format", *_message("invalid_format", digits=12))]
+        return [("invalid_format", *message("invalid_format", digits=12))]
     codes: list[str] = []
     marker = int(national_id[3])
     if marker % 2 != (1 if sex == "female" else 0):
@@ -425,7 +281,7 @@ def check_national_id(
         codes.append("century_mismatch")
     if national_id[4:6] != f"{date_of_birth.year % 100:02d}":
         codes.append("birth_year_mismatch")
-    return [(code, *_message(code)) for code in codes]
+    return [(code, *message(code)) for code in codes]
 
 
 def _national_id(
@@ -465,7 +321,7 @@ def _birthplace(value: object, report: _Report) -> str | None:
         return province
     # Born abroad: the country's name in Vietnamese (domain.md §4.2, 3a), kept as written.
     if not all(unicodedata.category(c)[0] in "LM" or c in " -" for c in place):
-        report.add("birthplace", "invalid_characters", _PLACE_CHARACTERS)
+        report.add("birthplace", "invalid_characters", PLACE_CHARACTERS)
         return None
     return place if _within(place, "birthplace", 2, 60, report) else None
 
@@ -491,7 +347,7 @@ def _address(value: object, report: _Report) -> str | None:
     if address is None or not _within(address, "residence.address", 5, 200, report):
         return None
     if any(unicodedata.category(c)[0] == "C" for c in address):
-        report.add("residence.address", "invalid_characters", _ADDRESS_CHARACTERS)
+        report.add("residence.address", "invalid_characters", ADDRESS_CHARACTERS)
         return None
     return address
 
@@ -557,7 +413,7 @@ def _schools(
     if entries is None:
         return None
     if len(entries) > len(_GRADES):
-        report.add("schools", "wrong_count", _SCHOOL_COUNT)
+        report.add("schools", "wrong_count", SCHOOL_COUNT)
     rows = [_school(item, f"schools.{i}", catalog, report) for i, item in enumerate(entries)]
     seen: set[int] = set()
     for index, row in enumerate(rows):
@@ -710,7 +566,7 @@ def validate_registration(body: object, ctx: CandidateContext, catalog: Catalog)
     """
     if not isinstance(body, dict):
         raise InvalidRegistration(
-            errors=(FieldError("", "not_an_object", *_message("not_an_object")),)
+            errors=(FieldError("", "not_an_object", *message("not_an_object")),)
         )
     report = _Report()
     _reject_unknown(body, "", FIELDS, report)
