@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 import asyncpg
 import orjson
@@ -25,10 +27,11 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine import metrics, openapi, queue, store
+from engine import metrics, openapi, queue, store, telemetry
 from engine.auth import LoginThrottle, PasswordService, SessionStore
 from engine.errors import ExamregError, MethodNotAllowed, NotFound, Unavailable
 from engine.registration import Catalog
@@ -51,6 +54,7 @@ class Services:
     catalog: Catalog
     reference_body: bytes
     reference_etag: str
+    sampler: telemetry.Sampler  # capacity samples, pool gauges, computed Retry-After
     memory_shedding: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -121,15 +125,48 @@ def _route_name(scope: Scope) -> str:
     return getattr(route, "path", "unmatched")
 
 
+class ArrivalLog:
+    """Opt-in (`EXAMREG_ARRIVAL_LOG`) anonymised arrivals for load-test replay (loadtest/replay.py).
+
+    One line per request: epoch seconds, method, route template, status; never a path, query,
+    header or body, so no personal data. Each process appends to `<path>.<pid>` through a 256 KiB
+    buffer flushed about once a second and at shutdown: the request path pays a string format.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._file: TextIO | None = None
+        self._flushed = 0.0
+
+    def append(self, method: str, route: str, status: int) -> None:
+        now = time.time()
+        if self._file is None:
+            self._file = open(f"{self._path}.{os.getpid()}", "a", buffering=262_144)  # noqa: SIM115
+        self._file.write(f"{now:.3f}\t{method}\t{route}\t{status}\n")
+        if now - self._flushed >= 1.0:
+            self._flushed = now
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
 class ObservabilityMiddleware:
     """Counts and times every request by route template, and sets the security headers."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, arrival_log: Path | None = None) -> None:
         self.app = app
+        self.arrivals = ArrivalLog(arrival_log) if arrival_log else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                if self.arrivals is not None and scope["type"] == "lifespan":
+                    self.arrivals.close()  # the lifespan returns at shutdown
             return
         started = time.perf_counter()
         status = 500
@@ -149,13 +186,18 @@ class ObservabilityMiddleware:
             method = scope["method"]
             metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
             metrics.HTTP_LATENCY.labels(route, method).observe(time.perf_counter() - started)
+            if self.arrivals is not None:
+                self.arrivals.append(method, route, status)
 
 
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
-    (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    ),
 ]
 
 
@@ -189,12 +231,18 @@ async def readyz(request: Request) -> Response:
 
 async def metrics_endpoint(request: Request) -> Response:
     svc = services(request)
+    svc.sampler.refresh_gauges()  # this process's pool and CPU as of now; others' within 5 s
     collector: metrics.QueueCollector | None = None
     try:
         async with asyncio.timeout(2):
             stats = await queue.shard_stats(svc.redis, svc.settings.stream_shards)
             memory = await queue.memory_usage(svc.redis)
-        collector = metrics.QueueCollector(stats, memory)
+        collector = metrics.QueueCollector(
+            stats,
+            memory,
+            backlog_limit=svc.settings.max_backlog_per_shard,
+            writers=svc.sampler.writers,
+        )
     except (RedisError, OSError, TimeoutError):
         collector = None  # the process metrics are still worth serving
     body, content_type = metrics.render(collector)
@@ -242,6 +290,7 @@ async def build_services(settings: Settings) -> Services:
         settings.database_url, size=settings.db_pool_size, io_timeout=settings.io_timeout_seconds
     )
     catalog, body, etag = await _load_reference(pool)
+    sampler = telemetry.Sampler(client, settings, pool=pool)
     return Services(
         settings=settings,
         pool=pool,
@@ -250,7 +299,7 @@ async def build_services(settings: Settings) -> Services:
             client,
             idempotency_ttl=settings.idempotency_ttl_seconds,
             max_backlog_per_shard=settings.max_backlog_per_shard,
-            retry_after=settings.retry_after_seconds,
+            retry_after=sampler.retry_after,
             timeout=settings.io_timeout_seconds,
         ),
         passwords=PasswordService(settings),
@@ -259,13 +308,23 @@ async def build_services(settings: Settings) -> Services:
         catalog=catalog,
         reference_body=body,
         reference_etag=etag,
+        sampler=sampler,
     )
 
 
 async def close_services(svc: Services) -> None:
-    for task in svc._tasks:
-        task.cancel()
-    await asyncio.gather(*svc._tasks, return_exceptions=True)
+    pending = set(svc._tasks)
+    for _ in range(10):
+        if not pending:
+            break
+        # Cancel again until done: on Python 3.11 a cancellation that lands while redis-py's
+        # asyncio.wait_for completes is lost (CPython gh-86296), and the loop would run on.
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+    if pending:
+        log.warning("%d background tasks did not stop; closing anyway", len(pending))
+    await asyncio.gather(*(t for t in svc._tasks if t.done()), return_exceptions=True)
     svc.passwords.close()
     await svc.pool.close()
     await svc.redis.aclose()
@@ -273,12 +332,16 @@ async def close_services(svc: Services) -> None:
 
 def create_app(settings: Settings) -> Starlette:
     """The ASGI application for `settings`."""
-    from engine import candidate_api, staff_api, support_api
+    from engine import candidate_api, ops_api, staff_api, support_api, web
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = await build_services(settings)
         svc._tasks.append(asyncio.create_task(_watch_memory(svc)))
+        svc._tasks.append(asyncio.create_task(svc.sampler.run()))
+        metrics.API_PROCESSES.set(1)
+        metrics.LOGIN_HASH_SLOTS.set(settings.login_concurrency)
+        metrics.LOGIN_HASH_LIMIT.set(settings.login_queue_limit)
         app.state.services = svc
         try:
             yield
@@ -291,7 +354,10 @@ def create_app(settings: Settings) -> Starlette:
         Route("/metrics", metrics_endpoint),
         Route("/openapi.json", openapi_endpoint),
         *candidate_api.routes,
+        *web.routes,
+        Mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static"),
         *staff_api.routes,
+        *ops_api.routes,
         *support_api.routes,
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
@@ -306,7 +372,7 @@ def create_app(settings: Settings) -> Starlette:
     }
     return Starlette(
         routes=routes,
-        middleware=[Middleware(ObservabilityMiddleware)],
+        middleware=[Middleware(ObservabilityMiddleware, arrival_log=settings.arrival_log)],
         exception_handlers=handlers,
         lifespan=lifespan,
     )

@@ -1,7 +1,8 @@
 """Candidate endpoints of HTTP API v1 (architecture §6.3): login, profile, registration, receipts.
 
 Owns the candidate's routes and the submission flow: session → Idempotency-Key → window →
-validation → admission → durable enqueue. Body reading and the login flow are `engine.http`'s.
+validation → admission → durable enqueue (`submit`, which the web form in `engine.web` calls too,
+so both reach the queue by one path). Body reading and the login flow are `engine.http`'s.
 It must not talk to Redis or SQL except through `engine.queue`, `engine.store` and `engine.auth`.
 """
 
@@ -29,6 +30,7 @@ from engine.errors import (
     WindowClosed,
 )
 from engine.http import Account, current_session, password_login, read_json, string_fields
+from engine.queue import Receipt
 from engine.registration import CandidateContext, validate_registration
 from engine.settings import VIETNAM
 
@@ -41,7 +43,8 @@ async def candidate_session(request: Request) -> Session:
     return await current_session(request, "candidate")
 
 
-async def _candidate_account(svc: Services, login_id: str) -> Account | None:
+async def candidate_account(svc: Services, login_id: str) -> Account | None:
+    """The login account of a roster candidate (the 12-digit ID), or None."""
     if not _LOGIN.match(login_id):
         return None
     record = await store.candidate_login(svc.pool, login_id)
@@ -53,7 +56,7 @@ async def _candidate_account(svc: Services, login_id: str) -> Account | None:
 async def login(request: Request) -> Response:
     svc = services(request)
     return await password_login(
-        request, "candidate", lambda login_id: _candidate_account(svc, login_id)
+        request, "candidate", lambda login_id: candidate_account(svc, login_id)
     )
 
 
@@ -61,16 +64,26 @@ async def logout(request: Request) -> Response:
     return await http.logout(request, "candidate")
 
 
+async def set_password(svc: Services, candidate_id: int, current: str, new: str) -> None:
+    """Verify the current password, apply the policy, store the new hash (API and web page).
+
+    Raises:
+        InvalidCredentials: the current password is wrong.
+        WeakPassword: the new one breaks the policy.
+    """
+    current_hash = await store.candidate_password_hash(svc.pool, candidate_id)
+    if not await svc.passwords.verify(current_hash, current[:128]):
+        raise InvalidCredentials()
+    check_password_policy(new, current)
+    new_hash = await svc.passwords.hash(new)
+    await store.set_candidate_password(svc.pool, candidate_id, new_hash)
+
+
 async def change_password(request: Request) -> Response:
     svc = services(request)
     session = await candidate_session(request)
     fields = string_fields(await read_json(request, 4096), ("current_password", "new_password"))
-    current_hash = await store.candidate_password_hash(svc.pool, session.subject)
-    if not await svc.passwords.verify(current_hash, fields["current_password"][:128]):
-        raise InvalidCredentials()
-    check_password_policy(fields["new_password"], fields["current_password"])
-    new_hash = await svc.passwords.hash(fields["new_password"])
-    await store.set_candidate_password(svc.pool, session.subject, new_hash)
+    await set_password(svc, session.subject, fields["current_password"], fields["new_password"])
     return Response(status_code=204)
 
 
@@ -103,19 +116,24 @@ def _phase(svc: Services) -> str:
     return phase
 
 
-async def submit_registration(request: Request) -> Response:
-    svc = services(request)
-    session = await candidate_session(request)
+def valid_idempotency_key(key: str) -> bool:
+    return _IDEMPOTENCY_KEY.match(key) is not None
+
+
+async def submit(svc: Services, session: Session, key: str, body: Any) -> Receipt:
+    """Window → validation → admission → durable enqueue of one decoded body; counted in metrics.
+
+    Raises:
+        WindowClosed, InvalidRegistration, IdempotencyKeyReused, Overloaded, Unavailable.
+    """
     try:
-        key = _idempotency_key(request)
         phase = _phase(svc)
-        body = await read_json(request, svc.settings.max_body_bytes)
         # The session holds the roster's national ID, so the hot path needs no roster query.
         context = CandidateContext(national_id=session.login, today=datetime.now(VIETNAM).date())
         form = validate_registration(body, context, svc.catalog)
         if svc.memory_shedding:
             raise Overloaded(
-                retry_after=svc.settings.retry_after_seconds, extra={"reason": "redis_memory"}
+                retry_after=svc.sampler.retry_after(None), extra={"reason": "redis_memory"}
             )
         receipt = await svc.enqueuer.submit(
             queue.Submission(
@@ -131,8 +149,24 @@ async def submit_registration(request: Request) -> Response:
         raise
     if receipt.replayed:
         metrics.SUBMISSIONS_REPLAYED.inc()
+    else:
+        metrics.SUBMISSIONS_ACCEPTED.labels(receipt.phase).inc()
+    return receipt
+
+
+async def submit_registration(request: Request) -> Response:
+    svc = services(request)
+    session = await candidate_session(request)
+    try:
+        key = _idempotency_key(request)
+        _phase(svc)  # a closed window refuses before the body is read
+        body = await read_json(request, svc.settings.max_body_bytes)
+    except ExamregError as exc:
+        _count_refusal(exc)
+        raise
+    receipt = await submit(svc, session, key, body)
+    if receipt.replayed:
         return json_response(receipt.to_json(), 202, {"Idempotent-Replayed": "true"})
-    metrics.SUBMISSIONS_ACCEPTED.labels(receipt.phase).inc()
     return json_response(receipt.to_json(), 202)
 
 

@@ -284,6 +284,34 @@ def cmd_trial_purge(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_capacity(args: argparse.Namespace, settings: Settings) -> int:
+    """Sample Redis twice, `--interval` apart, and print the forecast (docs/capacity.md)."""
+    from redis.exceptions import RedisError
+
+    from engine import capacity, telemetry
+
+    _require_urls(settings)
+    metrics_dir = Path(args.metrics_dir) if args.metrics_dir else settings.data_dir / "metrics"
+    try:
+        forecast = asyncio.run(
+            telemetry.measure(
+                settings,
+                interval=args.interval,
+                target_seconds=args.target_seconds,
+                metrics_dir=metrics_dir if metrics_dir.is_dir() else None,
+            )
+        )
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise UsageError(f"cannot read the streams from Redis: {exc}") from exc
+    if args.json:
+        import orjson
+
+        print(orjson.dumps(forecast.to_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(capacity.report(forecast), end="")
+    return 0
+
+
 # -- demo --------------------------------------------------------------------------------------
 
 
@@ -377,6 +405,13 @@ def build_parser() -> argparse.ArgumentParser:
     trial_sub.add_parser(
         "purge", help="delete registrations made in the trial window"
     ).set_defaults(func=cmd_trial_purge)
+
+    capacity = sub.add_parser("capacity", help="capacity forecast from the streams (Redis)")
+    capacity.add_argument("--interval", type=float, default=5.0, help="seconds between samples")
+    capacity.add_argument("--target-seconds", type=float, default=None, help="accept-to-persist")
+    capacity.add_argument("--metrics-dir", default=None, help="default: DATA_DIR/metrics")
+    capacity.add_argument("--json", action="store_true", help="the JSON of /api/v1/ops/capacity")
+    capacity.set_defaults(func=cmd_capacity)
 
     api_worker = sub.add_parser("_api-worker", help=argparse.SUPPRESS)
     api_worker.add_argument("--fd", type=int, required=True)

@@ -1,13 +1,14 @@
 """Request reading and session plumbing shared by the candidate and the staff endpoints.
 
-Owns: reading a JSON body safely (size limit, content type, UTF-8), required string fields, the
-session token (Bearer header or cookie), and the one password-login flow both kinds of account use
-(throttle → look up → verify off the loop → rotate the session → cookie). It must not know what a
-registration is.
+Owns: reading a body safely (size limit; JSON: content type, UTF-8), required string fields, the
+session token (Bearer header or cookie), and the one password-login flow every login uses, the JSON
+endpoints and the web pages alike (throttle → look up → verify off the loop → rotate the session
+with a fresh CSRF token → cookie). It must not know what a registration is.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from engine import metrics
-from engine.api import json_response, services
+from engine.api import Services, json_response, services
 from engine.auth import Session, SessionKind
 from engine.errors import (
     FieldError,
@@ -33,11 +34,8 @@ from engine.errors import (
 COOKIES: dict[SessionKind, str] = {"candidate": "examreg_session", "staff": "examreg_staff_session"}
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The body as JSON, refusing what is too large, not JSON, or not UTF-8."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != "application/json":
-        raise UnsupportedMediaType()
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing (413) what is larger than `limit` bytes, declared or streamed."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise PayloadTooLarge()
@@ -51,8 +49,17 @@ async def read_json(request: Request, limit: int) -> Any:
             chunks.append(chunk)
     except ClientDisconnect as exc:
         raise MalformedRequest() from exc
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The body as JSON, refusing what is too large, not JSON, or not UTF-8."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType()
+    body = await read_body(request, limit)
     try:
-        return orjson.loads(b"".join(chunks))
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MalformedRequest() from exc
 
@@ -103,17 +110,31 @@ class Account:
     scope: dict[str, Any] = field(default_factory=dict)
 
 
-async def password_login(
-    request: Request,
+@dataclass(frozen=True, slots=True)
+class Login:
+    """A successful login: the new session's token, its absolute expiry and CSRF token."""
+
+    token: str
+    expires: float  # epoch seconds
+    account: Account
+    csrf: str  # stored in the session's scope; the web pages' forms must echo it
+
+
+async def authenticate(
+    svc: Services,
     kind: SessionKind,
+    login_id: str,
+    password: str,
+    address: str,
     lookup: Callable[[str], Awaitable[Account | None]],
-    login_field: str = "login",
-) -> Response:
-    """Throttle, verify (unknown accounts cost the same and fail the same), open a new session."""
-    svc = services(request)
-    fields = string_fields(await read_json(request, 4096), (login_field, "password"))
-    login_id, password = fields[login_field].strip(), fields["password"][:128]
-    address = client_address(request)
+) -> Login:
+    """Throttle, verify (unknown accounts cost the same and fail the same), open a new session.
+
+    Raises:
+        TooManyAttempts: the account or the address is locked out (with Retry-After).
+        Overloaded: too many password hashes are already waiting (with Retry-After).
+        InvalidCredentials: unknown account or wrong password, indistinguishably.
+    """
     throttle_key = f"{kind}:{login_id}"
     await svc.throttle.check(throttle_key, address)
     account = await lookup(login_id)
@@ -124,23 +145,54 @@ async def password_login(
         raise InvalidCredentials()
     await svc.throttle.succeeded(throttle_key)
     metrics.LOGINS.labels(kind, "success").inc()
-    token, expires = await svc.sessions.create(account.subject, kind, login_id, account.scope)
-    response = json_response(
-        {
-            "token": token,
-            "expires_at": datetime.fromtimestamp(expires, UTC).isoformat(),
-            "must_change_password": account.must_change_password,
-        }
+    # A per-session CSRF token (not derived from settings.secret_key, which may differ per process).
+    csrf = secrets.token_urlsafe(32)
+    token, expires = await svc.sessions.create(
+        account.subject, kind, login_id, {**account.scope, "csrf": csrf}
     )
+    return Login(token, expires, account, csrf)
+
+
+def set_session_cookie(
+    response: Response, request: Request, kind: SessionKind, token: str, max_age: int
+) -> None:
+    """The session cookie: HttpOnly, SameSite=Lax, Secure whenever the request came over HTTPS."""
     response.set_cookie(
         COOKIES[kind],
         token,
-        max_age=svc.settings.session_absolute_seconds,
+        max_age=max_age,
         httponly=True,
         samesite="lax",
         secure=request.url.scheme == "https",
         path="/",
     )
+
+
+async def password_login(
+    request: Request,
+    kind: SessionKind,
+    lookup: Callable[[str], Awaitable[Account | None]],
+    login_field: str = "login",
+) -> Response:
+    """The JSON login endpoints: `authenticate`, answered with the token and the cookie."""
+    svc = services(request)
+    fields = string_fields(await read_json(request, 4096), (login_field, "password"))
+    login = await authenticate(
+        svc,
+        kind,
+        fields[login_field].strip(),
+        fields["password"][:128],
+        client_address(request),
+        lookup,
+    )
+    response = json_response(
+        {
+            "token": login.token,
+            "expires_at": datetime.fromtimestamp(login.expires, UTC).isoformat(),
+            "must_change_password": login.account.must_change_password,
+        }
+    )
+    set_session_cookie(response, request, kind, login.token, svc.settings.session_absolute_seconds)
     return response
 
 

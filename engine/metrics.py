@@ -71,6 +71,34 @@ LOGIN_IN_FLIGHT = Gauge(
     multiprocess_mode="livesum",
 )
 
+LOGIN_HASH_SLOTS = Gauge(
+    "examreg_login_hash_slots",
+    "Password hashes that may run at once (EXAMREG_LOGIN_CONCURRENCY), summed over processes.",
+    multiprocess_mode="livesum",
+)
+LOGIN_HASH_LIMIT = Gauge(
+    "examreg_login_hashes_limit",
+    "Hashes running or waiting past which logins get 503 (EXAMREG_LOGIN_QUEUE_LIMIT), summed.",
+    multiprocess_mode="livesum",
+)
+API_PROCESSES = Gauge(
+    "examreg_api_processes", "API worker processes alive.", multiprocess_mode="livesum"
+)
+API_CPU_SECONDS = Counter(
+    "examreg_api_cpu_seconds_total", "CPU time of the API worker processes, all threads."
+)
+DB_POOL_CONNECTIONS = Gauge(
+    "examreg_db_pool_connections",
+    "PostgreSQL connections of the API processes' pools, by state (in_use, idle).",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+DB_POOL_MAX = Gauge(
+    "examreg_db_pool_max_connections",
+    "PostgreSQL connections the API processes' pools may open (EXAMREG_DB_POOL_SIZE), summed.",
+    multiprocess_mode="livesum",
+)
+
 WRITER_BATCHES = Counter(
     "examreg_writer_batches_total", "Batches written, by outcome.", ["outcome"]
 )
@@ -99,12 +127,38 @@ ENTRIES_CLAIMED = Counter(
 )
 
 
+# Label values known in advance exist from the start, at 0, in every process. A series that first
+# appears already incremented gives rate() no earlier sample to compare with, so the first burst of
+# arrivals or sheds after a start would never show in a rate, a dashboard or an alert.
+for _phase in ("trial", "official"):
+    SUBMISSIONS_ACCEPTED.labels(_phase)
+for _reason in ("backlog", "redis_memory"):
+    SUBMISSIONS_SHED.labels(_reason)
+for _kind in ("candidate", "staff"):
+    for _result in ("success", "failure"):
+        LOGINS.labels(_kind, _result)
+LOGINS.labels("any", "shed")
+for _outcome in ("committed", "split", "failed"):
+    WRITER_BATCHES.labels(_outcome)
+for _reason in ("malformed", "rejected_by_database"):
+    DEAD_LETTERS.labels(_reason)
+
+
 class QueueCollector(Collector):
     """Backlog gauges from a snapshot of the streams, taken just before a scrape is rendered."""
 
-    def __init__(self, stats: Sequence[ShardStats], memory: tuple[int, int] | None) -> None:
+    def __init__(
+        self,
+        stats: Sequence[ShardStats],
+        memory: tuple[int, int] | None,
+        *,
+        backlog_limit: int | None = None,
+        writers: int | None = None,
+    ) -> None:
         self._stats = stats
         self._memory = memory
+        self._backlog_limit = backlog_limit
+        self._writers = writers
 
     def collect(self) -> Iterable[Metric]:
         families = {
@@ -137,6 +191,19 @@ class QueueCollector(Collector):
             )
             yield GaugeMetricFamily(
                 "examreg_redis_memory_limit_bytes", "Redis maxmemory (0 = none).", value=limit
+            )
+        if self._backlog_limit is not None:
+            # Exported so rules compute time-to-limit against the configured value, not a copy.
+            yield GaugeMetricFamily(
+                "examreg_queue_backlog_limit",
+                "Entries per shard stream past which submissions get 503 (max_backlog_per_shard).",
+                value=self._backlog_limit,
+            )
+        if self._writers is not None:
+            yield GaugeMetricFamily(
+                "examreg_queue_consumers_active",
+                "Writer processes (distinct consumers of group 'writers') seen in the last 15 s.",
+                value=self._writers,
             )
 
 

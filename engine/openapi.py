@@ -291,6 +291,24 @@ def _paths() -> dict[str, Any]:
         "/api/v1/window": {
             "get": _op("The registration window and its phase", {"200": _json(_OBJ)})
         },
+        "/api/v1/ops/capacity": {
+            "get": _op(
+                "Capacity forecast: arrival and drain rates, backlog, time to the shedding limit,"
+                " backlog projected to the window's close, writers and API workers needed"
+                " (operator, admin; docs/capacity.md)",
+                {"200": _json(_OBJ)},
+                (401, 403, 422, 503),
+                security=_BEARER,
+                parameters=[
+                    {
+                        "name": "target_seconds",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "number", "minimum": 1, "maximum": 86400},
+                    }
+                ],
+            )
+        },
         "/healthz": {"get": _op("Process alive", {"200": _json(_OBJ)})},
         "/readyz": {"get": _op("Redis and PostgreSQL reachable", {"200": _json(_OBJ)}, (503,))},
         "/metrics": {

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,6 +147,8 @@ class Enqueuer:
 
     With `appendfsync always` Redis fsyncs once per event-loop iteration, so a pipeline of N calls
     costs one fsync: the group commit that makes micro-batching pay (architecture §4).
+    `retry_after` is the shed answer's Retry-After: fixed seconds, or a function of the full shard
+    (None: Redis memory) that the API computes from the backlog and the drain rate.
     """
 
     def __init__(
@@ -155,7 +157,7 @@ class Enqueuer:
         *,
         idempotency_ttl: int,
         max_backlog_per_shard: int,
-        retry_after: int,
+        retry_after: int | Callable[[int | None], int],
         timeout: float,
     ) -> None:
         self._client = client
@@ -200,11 +202,11 @@ class Enqueuer:
                     future.set_exception(Unavailable(extra={"reason": type(exc).__name__}))
             return
         metrics.ENQUEUE_BATCH_SIZE.observe(len(batch))
-        for (_, future), result in zip(batch, results, strict=True):
+        for (submission, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue  # the client went away; the entry (if any) stays valid for its retry
             try:
-                future.set_result(self._parse(result))
+                future.set_result(self._parse(result, submission.shard))
             except (IdempotencyKeyReused, Overloaded, Unavailable) as exc:
                 future.set_exception(exc)
 
@@ -227,18 +229,23 @@ class Enqueuer:
             str(self._max_len),
         )
 
-    def _parse(self, result: object) -> Receipt:
+    def _retry_after_for(self, shard: int | None) -> int:
+        return self._retry_after(shard) if callable(self._retry_after) else self._retry_after
+
+    def _parse(self, result: object, shard: int) -> Receipt:
         if isinstance(result, BaseException):
             # OOM (maxmemory reached with noeviction) is overload, anything else unavailability.
             if isinstance(result, ResponseError) and str(result).startswith("OOM"):
-                raise Overloaded(retry_after=self._retry_after, extra={"reason": "redis_memory"})
+                raise Overloaded(
+                    retry_after=self._retry_after_for(None), extra={"reason": "redis_memory"}
+                )
             raise Unavailable(extra={"reason": "redis_error"})
         assert isinstance(result, list)
         outcome = result[0]
         if outcome == "reused":
             raise IdempotencyKeyReused()
         if outcome == "overloaded":
-            raise Overloaded(retry_after=self._retry_after, extra={"reason": "backlog"})
+            raise Overloaded(retry_after=self._retry_after_for(shard), extra={"reason": "backlog"})
         return Receipt(
             receipt_id=str(result[2]),
             version=int(result[1]),

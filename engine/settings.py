@@ -85,6 +85,8 @@ class Settings:
     db_pool_size: int = 10
     io_timeout_seconds: float = 5.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Opt-in anonymised arrival log for load-test replay: time, method, route template, status.
+    arrival_log: Path | None = None
 
     def shard_of(self, candidate_id: int) -> int:
         """The stream shard a candidate always maps to (architecture §4)."""
@@ -146,7 +148,15 @@ def _coerce(name: str, raw: str, kind: type) -> object:
         raise SettingsError(f"{name}={raw!r} is not a valid {kind.__name__}") from exc
 
 
-_SCALARS = {"int": int, "float": float, "bool": bool, "str": str, "Path": Path, "str | None": str}
+_SCALARS = {
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "str": str,
+    "Path": Path,
+    "str | None": str,
+    "Path | None": Path,
+}
 _POSITIVE = {
     "stream_shards",
     "max_backlog_per_shard",

@@ -273,6 +273,25 @@ async def receipt(
     return None if row is None else PersistedReceipt(*row)
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One persisted version of a candidate's registration (its form is not needed to list it)."""
+
+    version: int
+    receipt_id: str
+    phase: str
+    accepted_at: datetime
+    persisted_at: datetime
+
+
+async def registration_history(
+    pool: asyncpg.Pool, candidate_id: int, limit: int = 100
+) -> list[HistoryEntry]:
+    """The candidate's persisted versions, newest first."""
+    rows = await pool.fetch(QUERIES["registration_history"], candidate_id, limit)
+    return [HistoryEntry(*row) for row in rows]
+
+
 async def purge_trial(conn: asyncpg.Connection) -> tuple[int, int]:
     """Delete trial-phase data (domain.md §6.1: trial data is discarded); return rows removed."""
     async with conn.transaction():

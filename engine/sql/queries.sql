@@ -27,6 +27,13 @@ FROM registrations WHERE candidate_id = $1;
 SELECT version, phase, accepted_at, persisted_at
 FROM registration_versions WHERE candidate_id = $1 AND receipt_id = $2;
 
+-- name: registration_history
+-- Every persisted version of one candidate, newest first (the primary key serves the order).
+SELECT version, receipt_id, phase, accepted_at, persisted_at
+FROM registration_versions WHERE candidate_id = $1
+ORDER BY version DESC
+LIMIT $2;
+
 -- name: create_staging
 CREATE TEMP TABLE IF NOT EXISTS staging_versions (
     candidate_id     bigint,

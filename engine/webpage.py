@@ -1,0 +1,304 @@
+"""What every candidate web page needs: rendering, language, sessions, CSRF, the window banner.
+
+Owns the Jinja2 environment (autoescaping, templates in `templates/`), static-file URLs with
+content fingerprints, the `page` wrapper (errors as HTML, `Cache-Control: no-store`, the `lang`
+cookie), reading `application/x-www-form-urlencoded` bodies, the candidate's session as pages see
+it (redirects to the login page, the forced first-login password change) and the CSRF checks. The
+page handlers themselves are `engine.web`'s. It must not know the registration form's fields.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+import asyncpg
+import orjson
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from engine import i18n, store, webform
+from engine.api import Services, services
+from engine.auth import Session
+from engine.errors import (
+    ExamregError,
+    Forbidden,
+    MalformedRequest,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+    UnsupportedMediaType,
+)
+from engine.http import COOKIES, current_session, read_body
+from engine.reference import ELECTIVES
+from engine.settings import VIETNAM
+from engine.webform import Values, first
+
+_HERE = Path(__file__).resolve().parent
+STATIC_DIR: Final = _HERE / "static"
+SESSION_COOKIE: Final = COOKIES["candidate"]
+_LANG_COOKIE_SECONDS: Final = 365 * 24 * 3600
+# Infrastructure failures a page answers with an HTML "try again" page, not a JSON problem.
+INFRASTRUCTURE: Final = (RedisError, OSError, TimeoutError, asyncpg.PostgresConnectionError)
+
+_ENV = Environment(
+    loader=FileSystemLoader(_HERE / "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _fingerprints() -> dict[str, str]:
+    """Content hashes of the static files, appended as `?v=` so no cache serves stale JS."""
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        for path in STATIC_DIR.iterdir()
+        if path.is_file()
+    }
+
+
+_STATIC_VERSIONS: Final = _fingerprints()
+
+
+def static_url(name: str) -> str:
+    return f"/static/{name}?v={_STATIC_VERSIONS[name]}"
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+class Redirect(Exception):
+    """Raised by a page that must send the browser elsewhere (303 See Other)."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
+def language(request: Request) -> i18n.Lang:
+    return i18n.language(request.query_params.get("lang"), request.cookies.get(i18n.COOKIE))
+
+
+def render(
+    request: Request,
+    template: str,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    """A template with the page basics: `lang`, `t`, `static`, and (if logged in) `csrf`."""
+    lang = language(request)
+    context.setdefault("csrf", "")
+    context.setdefault("window", None)
+    context.setdefault("answered", False)
+    html = _ENV.get_template(template).render(
+        lang=lang, t=i18n.translator(lang), static=static_url, **context
+    )
+    return HTMLResponse(html, status, headers=dict(headers or {}))
+
+
+def retry_headers(exc: ExamregError) -> dict[str, str]:
+    return {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
+
+
+def detail(exc: ExamregError, lang: str) -> str:
+    return exc.detail_en if lang == "en" else exc.detail
+
+
+def error_page(request: Request, exc: ExamregError) -> HTMLResponse:
+    t = i18n.translator(language(request))
+    message: str
+    if isinstance(exc, Forbidden):
+        message = t("forbidden_form")
+    elif isinstance(exc, NotFound):
+        message = t("not_found")
+    else:
+        message = detail(exc, language(request))
+    return render(
+        request,
+        "error.html",
+        exc.status,
+        retry_headers(exc),
+        message=message,
+        retry_after=exc.retry_after,
+    )
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def page(handler: Handler) -> Handler:
+    """Errors as HTML pages, never cached, and a `?lang=` choice remembered in a cookie."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: Request) -> Response:
+        try:
+            response = await handler(request)
+        except Redirect as redirect:
+            response = RedirectResponse(redirect.location, 303)
+        except ExamregError as exc:
+            response = error_page(request, exc)
+        except INFRASTRUCTURE:
+            retry_after = services(request).settings.retry_after_seconds
+            response = error_page(request, Unavailable(retry_after=retry_after))
+        # Pages carry personal data: no shared cache, no back-button copy after logout.
+        response.headers["Cache-Control"] = "no-store"
+        choice = request.query_params.get("lang")
+        if choice in i18n.LANGS:
+            response.set_cookie(
+                i18n.COOKIE,
+                choice,
+                max_age=_LANG_COOKIE_SECONDS,
+                httponly=True,
+                samesite="lax",
+                secure=request.url.scheme == "https",
+            )
+        return response
+
+    return wrapper
+
+
+async def read_form(request: Request, limit: int) -> Values:
+    """An `application/x-www-form-urlencoded` body, size-limited, strictly UTF-8."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType()
+    raw = await read_body(request, limit)
+    try:
+        pairs = parse_qsl(
+            raw.decode("utf-8"), keep_blank_values=True, max_num_fields=200, errors="strict"
+        )
+    except ValueError as exc:  # UnicodeDecodeError is one
+        raise MalformedRequest() from exc
+    return webform.collect(pairs)
+
+
+# -- sessions and CSRF ----------------------------------------------------------------------------
+
+
+async def session_or_none(request: Request) -> Session | None:
+    try:
+        return await current_session(request, "candidate")
+    except Unauthenticated:
+        return None
+
+
+def expired(request: Request) -> Redirect:
+    """To the login page, saying the session expired if the browser still had one."""
+    return Redirect("/login?expired=1" if request.cookies.get(SESSION_COOKIE) else "/login")
+
+
+async def require(
+    request: Request, *, forced_ok: bool = False
+) -> tuple[Services, Session, dict[str, Any]]:
+    """The logged-in candidate and their roster profile, after the forced password change."""
+    svc = services(request)
+    session = await session_or_none(request)
+    if session is None:
+        raise expired(request)
+    profile = await store.candidate_profile(svc.pool, session.subject)
+    if profile is None:
+        raise Redirect("/login")
+    if profile["must_change_password"] and not forced_ok:
+        raise Redirect("/password")
+    return svc, session, profile
+
+
+def same_token(expected: object, submitted: str) -> bool:
+    if not isinstance(expected, str) or not expected or not submitted:
+        return False
+    return hmac.compare_digest(expected.encode(), submitted.encode())
+
+
+def check_csrf(session: Session, values: Values) -> None:
+    """The form must echo the token the session got at login (synchronizer token pattern)."""
+    if not same_token(session.scope.get("csrf"), first(values, "csrf_token")):
+        raise Forbidden()
+
+
+def csrf_of(session: Session) -> str:
+    value = session.scope.get("csrf")
+    return value if isinstance(value, str) else ""
+
+
+# -- the registration window and dates ------------------------------------------------------------
+
+
+def local_time(value: datetime | str | None, seconds: bool = True) -> str:
+    """A moment as Vietnamese local time, e.g. `17:00:00 28/04/2026 (GMT+7)`."""
+    if value is None:
+        return ""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    pattern = "%H:%M:%S %d/%m/%Y" if seconds else "%H:%M %d/%m/%Y"
+    return moment.astimezone(VIETNAM).strftime(pattern) + " (GMT+7)"
+
+
+def local_date(iso: str | None) -> str:
+    """An ISO date as Vietnamese write it: 15/03/2008."""
+    if not iso:
+        return ""
+    year, month, day = iso.split("-")
+    return f"{day}/{month}/{year}"
+
+
+def window_info(svc: Services) -> dict[str, str]:
+    w = svc.settings.window
+    phase = w.phase(datetime.now(VIETNAM))
+    opens, closes = (
+        (w.trial_opens_at, w.trial_closes_at) if phase == "trial" else (w.opens_at, w.closes_at)
+    )
+    return {
+        "phase": phase,
+        "opens": local_time(opens, seconds=False),
+        "closes": local_time(closes, seconds=False),
+    }
+
+
+def is_open(window: Mapping[str, str]) -> bool:
+    return window["phase"] in ("trial", "official")
+
+
+# -- reference data for the selects ---------------------------------------------------------------
+
+_CHOICES: dict[str, dict[str, Any]] = {}
+_ELECTIVE_ORDER: Final = {code: i for i, (code, _) in enumerate(ELECTIVES)}
+
+
+def choices(svc: Services) -> dict[str, Any]:
+    """The selects' options, derived once per version of the reference data (its ETag)."""
+    cached = _CHOICES.get(svc.reference_etag)
+    if cached is not None:
+        return cached
+    ref = orjson.loads(svc.reference_body)
+    schools: dict[str, list[tuple[str, str]]] = {}
+    for s in ref["schools"]:
+        schools.setdefault(s["province_code"], []).append(
+            (s["school_code"], f"{s['school_code']} – {s['name']}")
+        )
+    electives = [s for s in ref["subjects"] if not s["compulsory"]]
+    electives.sort(key=lambda s: _ELECTIVE_ORDER.get(s["code"], len(_ELECTIVE_ORDER)))
+    result = {
+        "provinces": [(p["code"], f"{p['code']} – {p['name']}") for p in ref["provinces"]],
+        "birthplaces": [p["name"] for p in ref["provinces"] if p["code"] != "65"],
+        "schools": schools,
+        "ethnicities": [(e["name"], e["name"]) for e in ref["ethnicities"]],
+        "electives": [(s["code"], s["name"]) for s in electives],
+        "languages": [(x["code"], x["name"], x["name_en"]) for x in ref["languages"]],
+        "certificates": [(c["code"], c["language_code"], c["name"]) for c in ref["certificates"]],
+        "priority_groups": [
+            (g["code"], f"{g['code']} – {g['description']}") for g in ref["priority_groups"]
+        ],
+    }
+    _CHOICES.clear()
+    _CHOICES[svc.reference_etag] = result
+    return result
