@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
@@ -47,13 +49,33 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+def server_dirs() -> Iterator[Path]:
+    """A root for data directories the PostgreSQL server user (when we are root) must reach.
+
+    Not under pytest's basetemp: any pytest session that starts (a concurrent run, a subprocess)
+    resets /tmp/pytest-of-<user> to 0700, which would lock the server user out mid-run.
+    """
+    root = Path(tempfile.mkdtemp(prefix="examreg-test-"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def server_dir(server_dirs: Path) -> Path:
+    """A fresh directory under `server_dirs` for one test."""
+    return Path(tempfile.mkdtemp(dir=server_dirs))
+
+
+@pytest.fixture(scope="session")
+def servers(server_dirs: Path) -> Iterator[Servers]:
     database_url = os.environ.get("EXAMREG_DATABASE_URL")
     redis_url = os.environ.get("EXAMREG_REDIS_URL")
     if database_url and redis_url:
         yield Servers(database_url, redis_url, None)
         return
-    embedded = EmbeddedServices(tmp_path_factory.mktemp("services"), redis_maxmemory="1gb")
+    embedded = EmbeddedServices(server_dirs / "services", redis_maxmemory="1gb")
     endpoints = embedded.start()
     try:
         yield Servers(endpoints.database_url, endpoints.redis_url, embedded)

@@ -26,8 +26,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_demo_serves_a_seeded_candidate_and_stops_cleanly(tmp_path: Path) -> None:
-    data_dir = tmp_path / "demo"
+def test_demo_serves_a_seeded_candidate_and_stops_cleanly(tmp_path: Path, server_dir: Path) -> None:
+    data_dir = server_dir / "demo"
     port = _free_port()
     log = (tmp_path / "demo.log").open("w")
     started = time.monotonic()
