@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,9 +32,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine import metrics, openapi, queue, store, telemetry
+from engine import capacity, metrics, openapi, queue, store, telemetry
 from engine.auth import LoginThrottle, PasswordService, SessionStore
-from engine.errors import ExamregError, MethodNotAllowed, NotFound, Unavailable
+from engine.errors import ExamregError, MethodNotAllowed, NotFound, Overloaded, Unavailable
 from engine.registration import Catalog
 from engine.settings import Settings
 
@@ -126,7 +127,7 @@ def _route_name(scope: Scope) -> str:
 
 
 class ArrivalLog:
-    """Opt-in (`EXAMREG_ARRIVAL_LOG`) anonymised arrivals for load-test replay (loadtest/replay.py).
+    """Opt-in (`EXAMREG_ARRIVAL_LOG`) anonymised arrivals, replayed by loadtest/locust_openloop.py.
 
     One line per request: epoch seconds, method, route template, status; never a path, query,
     header or body, so no personal data. Each process appends to `<path>.<pid>` through a 256 KiB
@@ -154,11 +155,25 @@ class ArrivalLog:
 
 
 class ObservabilityMiddleware:
-    """Counts and times every request by route template, and sets the security headers."""
+    """Counts and times every request by route template, sets the security headers, and sheds
+    API requests past `max_inflight` in this process.
 
-    def __init__(self, app: ASGIApp, arrival_log: Path | None = None) -> None:
+    The in-flight gate is what keeps a spike polite when the API itself is the bottleneck (the
+    backlog and memory limits only see the writers falling behind): past `max_inflight` requests
+    under way, a new `/api/` request is answered at once with 503 `overloaded` and `Retry-After`
+    instead of joining an event-loop queue where every request, admitted or not, would wait
+    seconds and end in a timeout. Pages are counted but never refused here: their handlers keep the
+    candidate's typed form on the friendly retry page. Health, readiness and metrics are exempt.
+    """
+
+    def __init__(
+        self, app: ASGIApp, arrival_log: Path | None = None, max_inflight: int = 0
+    ) -> None:
         self.app = app
         self.arrivals = ArrivalLog(arrival_log) if arrival_log else None
+        self.max_inflight = max_inflight
+        self.inflight = 0
+        self._rng = random.Random()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -170,6 +185,12 @@ class ObservabilityMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        path: str = scope["path"]
+        gated = path not in _UNGATED and not path.startswith("/static/")
+        busy = gated and self.max_inflight and self.inflight >= self.max_inflight
+        if busy and path.startswith("/api/"):
+            await self._shed(scope, receive, send)
+            return
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -179,9 +200,13 @@ class ObservabilityMiddleware:
                 headers.extend(_SECURITY_HEADERS)
             await send(message)
 
+        if gated:
+            self.inflight += 1
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            if gated:
+                self.inflight -= 1
             route = _route_name(scope)
             method = scope["method"]
             metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
@@ -189,6 +214,25 @@ class ObservabilityMiddleware:
             if self.arrivals is not None:
                 self.arrivals.append(method, route, status)
 
+    async def _shed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """503 `overloaded` before routing, session or body: the cheapest answer there is."""
+        request = Request(scope)
+        floor = request.app.state.services.settings.retry_after_seconds
+        wait = capacity.retry_after(excess=0.0, drain_rate=None, floor=floor, rng=self._rng)
+        response = problem(
+            Overloaded(retry_after=wait, extra={"reason": "busy"}), language(request)
+        )
+        response.headers.update({k.decode(): v.decode() for k, v in _SECURITY_HEADERS})
+        method = scope["method"]
+        if method == "PUT" and scope["path"] == "/api/v1/me/registration":
+            metrics.SUBMISSIONS_SHED.labels("busy").inc()
+        metrics.HTTP_REQUESTS.labels("shed", method, "503").inc()
+        await response(scope, receive, send)
+        if self.arrivals is not None:
+            self.arrivals.append(method, "shed", 503)
+
+
+_UNGATED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -372,7 +416,13 @@ def create_app(settings: Settings) -> Starlette:
     }
     return Starlette(
         routes=routes,
-        middleware=[Middleware(ObservabilityMiddleware, arrival_log=settings.arrival_log)],
+        middleware=[
+            Middleware(
+                ObservabilityMiddleware,
+                arrival_log=settings.arrival_log,
+                max_inflight=settings.max_inflight_requests,
+            )
+        ],
         exception_handlers=handlers,
         lifespan=lifespan,
     )

@@ -132,7 +132,7 @@ ENTRIES_CLAIMED = Counter(
 # arrivals or sheds after a start would never show in a rate, a dashboard or an alert.
 for _phase in ("trial", "official"):
     SUBMISSIONS_ACCEPTED.labels(_phase)
-for _reason in ("backlog", "redis_memory"):
+for _reason in ("backlog", "redis_memory", "busy"):
     SUBMISSIONS_SHED.labels(_reason)
 for _kind in ("candidate", "staff"):
     for _result in ("success", "failure"):

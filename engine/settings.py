@@ -61,6 +61,7 @@ class Settings:
     max_backlog_per_shard: int = 200_000
     redis_memory_limit_ratio: float = 0.8
     retry_after_seconds: int = 5
+    max_inflight_requests: int = 128
     max_body_bytes: int = 32_768
     # Login (argon2id, OWASP parameters: 19 MiB, 2 passes, 1 lane).
     argon2_memory_kib: int = 19_456
@@ -161,6 +162,7 @@ _POSITIVE = {
     "stream_shards",
     "max_backlog_per_shard",
     "retry_after_seconds",
+    "max_inflight_requests",
     "max_body_bytes",
     "login_concurrency",
     "writer_batch_size",
