@@ -20,13 +20,17 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 check: $(STAMP)
-	$(BIN)/ruff check engine tests loadtest
-	$(BIN)/ruff format --check engine tests loadtest
+	$(BIN)/ruff check engine tests loadtest benchmarks
+	$(BIN)/ruff format --check engine tests loadtest benchmarks
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format engine tests loadtest
-	$(BIN)/ruff check --fix engine tests loadtest
+	$(BIN)/ruff format engine tests loadtest benchmarks
+	$(BIN)/ruff check --fix engine tests loadtest benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
+
+# Not part of `make test`: ~25 minutes on 2 cores; results in $(BENCH_OUT) (default bench/).
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
