@@ -120,7 +120,9 @@ def render(results: dict[str, Any]) -> str:
             f" codes {spike.get('codes', {})};"
             f" {spike['abandoned_share']:.1%} abandoned unsent after 10 s |",
             f"| 5 | spike: p99 of admitted requests | {_n(spike['admitted_p99_ms'], ' ms')} |"
-            " from the intended send time |",
+            " from the intended send time; from the actual send (all answers):"
+            f" {_n(spike.get('service_p99_ms'), ' ms')}; the driver's own send lag p99"
+            f" {_n(spike.get('send_lag_p99_ms'), ' ms')} |",
             f"| 5 | spike: time to drain afterwards | {_n(spike['queue_drained_after_s'], ' s')} |"
             f" last answer {spike['answers_done_after_s']} s after the spike; then the queue |",
         ]

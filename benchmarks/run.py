@@ -583,6 +583,9 @@ class Bench:
             "statuses": result["statuses"],
             "codes": result.get("codes", {}),
             "admitted_p99_ms": result["admitted_p99_ms"],
+            "service_p99_ms": result["service_p99_ms"],
+            "send_lag_p99_ms": result["send_lag_p99_ms"],
+            "driver_cpu_seconds": result["driver_cpu_seconds"],
             "answers_done_after_s": result["last_answer_after_schedule_s"],
             "queue_drained_after_s": round(max(0.0, drained - end), 1),
         }

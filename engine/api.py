@@ -154,24 +154,61 @@ class ArrivalLog:
             self._file = None
 
 
+class LoopLag:
+    """How late this process's event loop runs a short timer: CPU saturation, measured directly.
+
+    `saturated` holds once `samples` consecutive samples are each later than `limit` seconds, so a
+    single stall (a collection, a slow import) sheds nothing while a sustained overload does.
+    """
+
+    def __init__(self, limit: float, samples: int = 3, interval: float = 0.02) -> None:
+        self.limit = limit
+        self.samples = samples
+        self.interval = interval
+        self.lag = 0.0
+        self._late = 0
+
+    @property
+    def saturated(self) -> bool:
+        return self.limit > 0 and self._late >= self.samples
+
+    def record(self, lag: float) -> None:
+        self.lag = lag
+        self._late = self._late + 1 if lag > self.limit else 0
+        metrics.API_EVENT_LOOP_LAG.set(lag)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(self.interval)
+            self.record(max(0.0, loop.time() - started - self.interval))
+
+
 class ObservabilityMiddleware:
     """Counts and times every request by route template, sets the security headers, and sheds
-    API requests past `max_inflight` in this process.
+    API requests when this process is saturated.
 
-    The in-flight gate is what keeps a spike polite when the API itself is the bottleneck (the
-    backlog and memory limits only see the writers falling behind): past `max_inflight` requests
-    under way, a new `/api/` request is answered at once with 503 `overloaded` and `Retry-After`
-    instead of joining an event-loop queue where every request, admitted or not, would wait
-    seconds and end in a timeout. Pages are counted but never refused here: their handlers keep the
-    candidate's typed form on the friendly retry page. Health, readiness and metrics are exempt.
+    The gate is what keeps a spike polite when the API itself is the bottleneck (the backlog and
+    memory limits only see the writers falling behind): past `max_inflight` requests under way, or
+    while the event loop runs late (`lag.saturated`), a new `/api/` request is answered at once
+    with 503 `overloaded` and `Retry-After` instead of joining an event-loop queue where every
+    request, admitted or not, would wait seconds and end in a timeout. Pages are counted but never
+    refused here: their handlers keep the candidate's typed form on the friendly retry page.
+    Health, readiness and metrics are exempt.
     """
 
     def __init__(
-        self, app: ASGIApp, arrival_log: Path | None = None, max_inflight: int = 0
+        self,
+        app: ASGIApp,
+        arrival_log: Path | None = None,
+        max_inflight: int = 0,
+        lag: LoopLag | None = None,
     ) -> None:
         self.app = app
         self.arrivals = ArrivalLog(arrival_log) if arrival_log else None
         self.max_inflight = max_inflight
+        self.lag = lag or LoopLag(0)
         self.inflight = 0
         self._rng = random.Random()
 
@@ -187,7 +224,9 @@ class ObservabilityMiddleware:
         status = 500
         path: str = scope["path"]
         gated = path not in _UNGATED and not path.startswith("/static/")
-        busy = gated and self.max_inflight and self.inflight >= self.max_inflight
+        busy = gated and (
+            (self.max_inflight and self.inflight >= self.max_inflight) or self.lag.saturated
+        )
         if busy and path.startswith("/api/"):
             await self._shed(scope, receive, send)
             return
@@ -378,15 +417,19 @@ def create_app(settings: Settings) -> Starlette:
     """The ASGI application for `settings`."""
     from engine import candidate_api, ops_api, staff_api, support_api, web
 
+    lag = LoopLag(settings.max_event_loop_lag_ms / 1000)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = await build_services(settings)
         svc._tasks.append(asyncio.create_task(_watch_memory(svc)))
+        svc._tasks.append(asyncio.create_task(lag.run()))
         svc._tasks.append(asyncio.create_task(svc.sampler.run()))
         metrics.API_PROCESSES.set(1)
         metrics.LOGIN_HASH_SLOTS.set(settings.login_concurrency)
         metrics.LOGIN_HASH_LIMIT.set(settings.login_queue_limit)
         app.state.services = svc
+        app.state.loop_lag = lag
         try:
             yield
         finally:
@@ -421,6 +464,7 @@ def create_app(settings: Settings) -> Starlette:
                 ObservabilityMiddleware,
                 arrival_log=settings.arrival_log,
                 max_inflight=settings.max_inflight_requests,
+                lag=lag,
             )
         ],
         exception_handlers=handlers,

@@ -84,6 +84,11 @@ LOGIN_HASH_LIMIT = Gauge(
 API_PROCESSES = Gauge(
     "examreg_api_processes", "API worker processes alive.", multiprocess_mode="livesum"
 )
+API_EVENT_LOOP_LAG = Gauge(
+    "examreg_api_event_loop_lag_seconds",
+    "How late the event loop ran a 20 ms timer, last sample; the worst live API process.",
+    multiprocess_mode="livemax",
+)
 API_CPU_SECONDS = Counter(
     "examreg_api_cpu_seconds_total", "CPU time of the API worker processes, all threads."
 )

@@ -61,7 +61,8 @@ class Settings:
     max_backlog_per_shard: int = 200_000
     redis_memory_limit_ratio: float = 0.8
     retry_after_seconds: int = 5
-    max_inflight_requests: int = 128
+    max_inflight_requests: int = 64
+    max_event_loop_lag_ms: int = 250  # 0: never shed on event-loop lag
     max_body_bytes: int = 32_768
     # Login (argon2id, OWASP parameters: 19 MiB, 2 passes, 1 lane).
     argon2_memory_kib: int = 19_456

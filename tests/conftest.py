@@ -170,6 +170,7 @@ class Harness:
     client: httpx.AsyncClient
     settings: Settings
     services: Any  # engine.api.Services
+    app: Any = None  # the Starlette app (its state: services, loop_lag)
 
     async def login(self, candidate: dict[str, Any]) -> dict[str, str]:
         response = await self.client.post(
@@ -193,7 +194,7 @@ async def make_harness(settings: Settings) -> AsyncIterator[Harness]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield Harness(client, settings, app.state.services)
+            yield Harness(client, settings, app.state.services, app)
 
 
 @pytest.fixture

@@ -270,6 +270,35 @@ async def test_past_the_in_flight_limit_api_requests_are_shed_at_once_and_pages_
         assert again.status_code == 202 and again.json()["version"] == 2
 
 
+async def test_while_the_event_loop_runs_late_api_requests_are_shed(
+    settings: Settings, roster: list[dict[str, Any]]
+) -> None:
+    async for harness in make_harness(replace(settings, max_event_loop_lag_ms=100)):
+        candidate = roster[9]
+        auth = await harness.login(candidate)
+        lag = harness.app.state.loop_lag
+        lag.interval = 3600  # the sampler sleeps from its next wake on: the test sets the lag
+        await asyncio.sleep(0.1)
+        for _ in range(lag.samples - 1):
+            lag.record(0.5)
+        assert (await harness.client.get("/api/v1/window")).status_code == 200, "one stall is not"
+        lag.record(0.5)
+        shed = await harness.client.put(
+            "/api/v1/me/registration",
+            json=form_for(candidate),
+            headers={**auth, "Idempotency-Key": "k"},
+        )
+        assert shed.status_code == 503 and shed.json()["code"] == "overloaded"
+        assert (await harness.client.get("/healthz")).status_code == 200
+        lag.record(0.001)  # the loop keeps time again
+        accepted = await harness.client.put(
+            "/api/v1/me/registration",
+            json=form_for(candidate),
+            headers={**auth, "Idempotency-Key": "k"},
+        )
+        assert accepted.status_code == 202 and accepted.json()["version"] == 1
+
+
 async def test_reference_data_is_cacheable_with_an_etag(harness: Harness) -> None:
     response = await harness.client.get("/api/v1/reference")
     assert response.status_code == 200
