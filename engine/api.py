@@ -195,7 +195,7 @@ class ObservabilityMiddleware:
     with 503 `overloaded` and `Retry-After` instead of joining an event-loop queue where every
     request, admitted or not, would wait seconds and end in a timeout. Pages are counted but never
     refused here: their handlers keep the candidate's typed form on the friendly retry page.
-    Health, readiness and metrics are exempt.
+    Health, readiness, metrics and the password-hashing routes are exempt (`_UNGATED`).
     """
 
     def __init__(
@@ -271,7 +271,24 @@ class ObservabilityMiddleware:
             self.arrivals.append(method, "shed", 503)
 
 
-_UNGATED = frozenset({"/healthz", "/readyz", "/metrics"})
+# Exempt from the gate: operations endpoints, and the routes that hash a password, which wait for
+# a hash slot off the event loop and have their own limit (EXAMREG_LOGIN_QUEUE_LIMIT): a burst of
+# logins at the window's opening must not count as load on the loop and shed everything else.
+_UNGATED = frozenset(
+    {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/v1/auth/login",
+        "/api/v1/auth/password",
+        "/api/v1/staff/login",
+        "/api/v1/staff/password",
+        "/login",
+        "/password",
+        "/support/login",
+        "/support/password",
+    }
+)
 
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),

@@ -89,6 +89,18 @@ class Sessions:
         data = response.read()
         return orjson.loads(data) if response.status_code == 200 else None
 
+    def submitter(self, *, any_one: bool) -> dict[str, Any] | None:
+        """A candidate whose submission has its receipt: any such one, or the latest submitter;
+        waits (bounded) for the latest one's receipt when needed, None if it never comes."""
+        if any_one:
+            submitted = [s for s in self.candidates if s["known"].is_set()]
+            if submitted:
+                return self.rng.choice(submitted)
+        session = self.last_submitter
+        if session is None or not session["known"].wait(10):
+            return None
+        return session
+
     def pick(self) -> dict[str, Any]:
         return self.candidates[self.rng.randrange(len(self.candidates))]
 
@@ -114,12 +126,16 @@ def build_request(arrival: Arrival, sessions: Sessions) -> Request | None:
         return None
     if route in ("/api/v1/window", "/api/v1/reference", "/healthz", "/readyz"):
         return route, None, {}, None
-    if route in ("/api/v1/me", "/api/v1/me/registration"):
+    if route == "/api/v1/me" or (route == "/api/v1/me/registration" and arrival.status >= 400):
         return route, None, sessions.pick()["headers"], None
+    if route == "/api/v1/me/registration":
+        # Logged as found: ask as a candidate who has submitted.
+        session = sessions.submitter(any_one=True)
+        return (route, None, session["headers"], None) if session else None
     if route == "/api/v1/me/receipts/{receipt_id}":
-        # The poll follows the candidate's own submission: wait (bounded) for its receipt.
-        session = sessions.last_submitter
-        if session is None or not session["known"].wait(10):
+        # The poll follows the candidate's own submission.
+        session = sessions.submitter(any_one=False)
+        if session is None:
             return None
         return f"/api/v1/me/receipts/{session['receipt']}", None, session["headers"], None
     if route.startswith("/api/v1/support/candidates") and sessions.staff:
@@ -183,8 +199,9 @@ class OpenLoopDriver(User):
             response = http.request(arrival.method, path, body=body, headers=headers)
             data = response.read()
             length = len(data)
-            if response.status_code >= 400:
-                error = RuntimeError(f"HTTP {response.status_code}")
+            # An answer that matches the logged one (a 404 before any submission) is no error.
+            if response.status_code >= 400 and response.status_code != arrival.status:
+                error = RuntimeError(f"HTTP {response.status_code} {_problem_code(data)}".rstrip())
             elif session is not None and response.status_code == 202:
                 session["receipt"] = orjson.loads(data)["receipt_id"]
                 session["known"].set()
@@ -202,3 +219,12 @@ class OpenLoopDriver(User):
             exception=error,
             context={},
         )
+
+
+def _problem_code(data: bytes) -> str:
+    """The machine code of a problem+json answer (`overloaded`, `unavailable`, …), if any."""
+    try:
+        code = orjson.loads(data).get("code", "")
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+    return str(code)
