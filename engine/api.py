@@ -432,7 +432,7 @@ async def close_services(svc: Services) -> None:
 
 def create_app(settings: Settings) -> Starlette:
     """The ASGI application for `settings`."""
-    from engine import candidate_api, ops_api, staff_api, support_api, web
+    from engine import candidate_api, ops_api, staff_api, support_api, support_web, web
 
     lag = LoopLag(settings.max_event_loop_lag_ms / 1000)
 
@@ -463,6 +463,7 @@ def create_app(settings: Settings) -> Starlette:
         *staff_api.routes,
         *ops_api.routes,
         *support_api.routes,
+        *support_web.routes,
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         ExamregError: _on_examreg_error,

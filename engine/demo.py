@@ -70,6 +70,7 @@ def _print_banner(port: int, data_dir: Path, ready_after: float) -> None:
     base = f"http://127.0.0.1:{port}"
     print(f"\nexamreg is ready after {ready_after:.1f}s\n")
     print(f"  Candidates    {base}/  (Vietnamese; {base}/?lang=en for English)")
+    print(f"  Support desk  {base}/support  (staff logins in {data_dir / 'demo-staff.csv'})")
     print(f"  API           {base}/api/v1/window")
     print(f"  OpenAPI       {base}/openapi.json")
     print(f"  Health        {base}/readyz")

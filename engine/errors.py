@@ -113,6 +113,14 @@ class Forbidden(ExamregError):
     title_en = "Your account is not allowed to do this."
 
 
+class FormExpired(Forbidden):
+    """A page's form did not echo its CSRF token (the session's, or the login page's cookie)."""
+
+    code = "form_expired"
+    title = "Biểu mẫu đã hết hạn hoặc không hợp lệ. Vui lòng tải lại trang và thử lại."
+    title_en = "This form has expired or is not valid. Please reload the page and try again."
+
+
 class NotFound(ExamregError):
     """Unknown resource, or one that is not the caller's (the two look the same on purpose)."""
 

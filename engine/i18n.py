@@ -1,8 +1,9 @@
 """The web pages' words in Vietnamese and English: a small catalog, Vietnamese first.
 
-Owns every user-facing string of `engine.web` and its templates, and the choice of language
-(`?lang=` then the `lang` cookie, else Vietnamese). Field error messages are not here: they come
-from the validator (`FieldError.message` / `message_en`) and the errors' own titles. Pure: no IO.
+Owns every user-facing string of `engine.web` and its templates (the support console's live in
+`engine.support_messages` and are merged here), and the choice of language (`?lang=` then the
+`lang` cookie, else Vietnamese). Field error messages are not here: they come from the validator
+(`FieldError.message` / `message_en`) and the errors' own titles. Pure: no IO.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from typing import Final, Literal
 
 from markupsafe import Markup
 
+from engine.support_messages import DESK_CATALOG
+
 Lang = Literal["vi", "en"]
 LANGS: Final = ("vi", "en")
 COOKIE: Final = "lang"
 
 # key → (Vietnamese, English). `{name}` placeholders are filled by `translate(key, name=...)`.
-CATALOG: Final[Mapping[str, tuple[str, str]]] = {
+_CANDIDATE_CATALOG: Final[Mapping[str, tuple[str, str]]] = {
     # chrome
     "site_title": ("Đăng ký dự thi tốt nghiệp THPT", "High-school graduation exam registration"),
     "switch_language": ("English", "Tiếng Việt"),
@@ -291,6 +294,11 @@ CATALOG: Final[Mapping[str, tuple[str, str]]] = {
         "Please try again in {seconds} seconds.",
     ),
 }
+if _CANDIDATE_CATALOG.keys() & DESK_CATALOG.keys():
+    raise RuntimeError(
+        f"i18n keys defined twice: {_CANDIDATE_CATALOG.keys() & DESK_CATALOG.keys()}"
+    )
+CATALOG: Final[Mapping[str, tuple[str, str]]] = {**_CANDIDATE_CATALOG, **DESK_CATALOG}
 
 
 def language(query: str | None, cookie: str | None) -> Lang:

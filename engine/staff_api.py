@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from engine import http, store
 from engine.api import Services, services
-from engine.auth import check_password_policy
+from engine.auth import Session, check_password_policy
 from engine.errors import Forbidden, InvalidCredentials
 from engine.http import Account, current_session, password_login, read_json, string_fields
 
@@ -41,7 +41,11 @@ async def require_staff(request: Request, roles: frozenset[str]) -> StaffSession
         Unauthenticated: no staff session (a candidate's token does not count).
         Forbidden: a staff session whose role is not admitted here.
     """
-    session = await current_session(request, "staff")
+    return staff_of(await current_session(request, "staff"), roles)
+
+
+def staff_of(session: Session, roles: frozenset[str]) -> StaffSession:
+    """What a staff session allows, if its role is in `roles` (else Forbidden)."""
     role = str(session.scope.get("role", ""))
     if role not in roles:
         raise Forbidden()
@@ -51,7 +55,8 @@ async def require_staff(request: Request, roles: frozenset[str]) -> StaffSession
     )
 
 
-async def _staff_account(svc: Services, username: str) -> Account | None:
+async def staff_account(svc: Services, username: str) -> Account | None:
+    """The login lookup for staff (JSON endpoint and console page alike)."""
     if not _USERNAME.match(username):
         return None
     record = await store.staff_login(svc.pool, username)
@@ -73,7 +78,7 @@ async def _staff_account(svc: Services, username: str) -> Account | None:
 async def login(request: Request) -> Response:
     svc = services(request)
     return await password_login(
-        request, "staff", lambda username: _staff_account(svc, username), login_field="username"
+        request, "staff", lambda username: staff_account(svc, username), login_field="username"
     )
 
 
@@ -82,17 +87,26 @@ async def logout(request: Request) -> Response:
 
 
 async def change_password(request: Request) -> Response:
-    svc = services(request)
     staff = await require_staff(request, ROLES)
     fields = string_fields(await read_json(request, 4096), ("current_password", "new_password"))
-    current_hash = await store.staff_password_hash(svc.pool, staff.staff_id)
-    if not await svc.passwords.verify(current_hash, fields["current_password"][:128]):
-        raise InvalidCredentials()
-    check_password_policy(fields["new_password"], fields["current_password"])
-    await store.set_staff_password(
-        svc.pool, staff.staff_id, await svc.passwords.hash(fields["new_password"])
+    await set_password(
+        services(request), staff.staff_id, fields["current_password"], fields["new_password"]
     )
     return Response(status_code=204)
+
+
+async def set_password(svc: Services, staff_id: int, current: str, new: str) -> None:
+    """Replace a staff password (and clear the forced change) after checking the current one.
+
+    Raises:
+        InvalidCredentials: the current password is wrong.
+        WeakPassword: the new one breaks the policy.
+    """
+    current_hash = await store.staff_password_hash(svc.pool, staff_id)
+    if not await svc.passwords.verify(current_hash, current[:128]):
+        raise InvalidCredentials()
+    check_password_policy(new, current)
+    await store.set_staff_password(svc.pool, staff_id, await svc.passwords.hash(new))
 
 
 routes = [

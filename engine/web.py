@@ -27,7 +27,6 @@ from engine.api import Services, services
 from engine.auth import Session
 from engine.errors import (
     ExamregError,
-    Forbidden,
     IdempotencyKeyReused,
     InvalidCredentials,
     InvalidRegistration,
@@ -47,6 +46,7 @@ from engine.webpage import (
     STATIC_DIR,
     Redirect,
     check_csrf,
+    check_login_token,
     choices,
     csrf_of,
     detail,
@@ -55,20 +55,20 @@ from engine.webpage import (
     language,
     local_date,
     local_time,
+    login_token,
     page,
     read_form,
     render,
     require,
     retry_headers,
-    same_token,
     session_or_none,
+    set_login_token,
     window_info,
 )
 
 __all__ = ["STATIC_DIR", "routes"]
 
 LOGIN_CSRF_COOKIE: Final = "examreg_login_csrf"
-_TOKEN: Final = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 _RECEIPT_ID: Final = re.compile(r"^[0-9A-F]{20}$")
 
 
@@ -151,8 +151,7 @@ def _login_page(
     errors: Mapping[str, Sequence[str]] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    token = cookie if _TOKEN.match(cookie) else secrets.token_urlsafe(32)
+    token = login_token(request, LOGIN_CSRF_COOKIE)
     t = i18n.translator(language(request))
     notice = ""
     if request.query_params.get("expired"):
@@ -170,15 +169,7 @@ def _login_page(
         notice=notice,
         errors=dict(errors or {}),
     )
-    # Double-submit cookie: before any session exists, the login form must echo this value.
-    response.set_cookie(
-        LOGIN_CSRF_COOKIE,
-        token,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        path="/login",
-    )
+    set_login_token(response, request, LOGIN_CSRF_COOKIE, token, "/login")
     return response
 
 
@@ -193,8 +184,7 @@ async def login_page(request: Request) -> Response:
 async def login_submit(request: Request) -> Response:
     svc = services(request)
     values = await read_form(request, 4096)
-    if not same_token(request.cookies.get(LOGIN_CSRF_COOKIE), first(values, "csrf_token")):
-        raise Forbidden()
+    check_login_token(request, LOGIN_CSRF_COOKIE, values)
     lang = language(request)
     t = i18n.translator(lang)
     login_id, password = first(values, "login").strip(), first(values, "password")[:128]
@@ -257,6 +247,8 @@ def _password_page(
         headers,
         csrf=csrf_of(session),
         forced=forced,
+        forced_notice="password_intro_forced",
+        action="/password",
         errors=dict(errors or {}),
         message=message,
         window=window_info(svc),

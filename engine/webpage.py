@@ -1,10 +1,12 @@
-"""What every candidate web page needs: rendering, language, sessions, CSRF, the window banner.
+"""What every web page needs: rendering, language, sessions, CSRF, the window banner.
 
 Owns the Jinja2 environment (autoescaping, templates in `templates/`), static-file URLs with
 content fingerprints, the `page` wrapper (errors as HTML, `Cache-Control: no-store`, the `lang`
-cookie), reading `application/x-www-form-urlencoded` bodies, the candidate's session as pages see
-it (redirects to the login page, the forced first-login password change) and the CSRF checks. The
-page handlers themselves are `engine.web`'s. It must not know the registration form's fields.
+cookie), reading `application/x-www-form-urlencoded` bodies, sessions as pages see them (the
+candidate's: redirects to the login page, the forced first-login password change) and the CSRF
+checks (per-session synchronizer token; double-submit cookie before login). The page handlers
+themselves are `engine.web`'s (candidates) and `engine.support_web`'s (the support console). It
+must not know the registration form's fields.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import re
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -27,10 +31,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from engine import i18n, store, webform
 from engine.api import Services, services
-from engine.auth import Session
+from engine.auth import Session, SessionKind
 from engine.errors import (
     ExamregError,
-    Forbidden,
+    FormExpired,
     MalformedRequest,
     NotFound,
     Unauthenticated,
@@ -46,6 +50,7 @@ _HERE = Path(__file__).resolve().parent
 STATIC_DIR: Final = _HERE / "static"
 SESSION_COOKIE: Final = COOKIES["candidate"]
 _LANG_COOKIE_SECONDS: Final = 365 * 24 * 3600
+_LOGIN_TOKEN: Final = re.compile(r"[A-Za-z0-9_-]{20,64}")
 # Infrastructure failures a page answers with an HTML "try again" page, not a JSON problem.
 INFRASTRUCTURE: Final = (RedisError, OSError, TimeoutError, asyncpg.PostgresConnectionError)
 
@@ -96,11 +101,17 @@ def render(
     headers: Mapping[str, str] | None = None,
     **context: Any,
 ) -> HTMLResponse:
-    """A template with the page basics: `lang`, `t`, `static`, and (if logged in) `csrf`."""
+    """A template with the page basics: `lang`, `t`, `static`, and (if logged in) `csrf`.
+
+    `layout` and `home` let a template shared by the candidate pages and the support console
+    (errors, password change) sit in either one's frame.
+    """
     lang = language(request)
     context.setdefault("csrf", "")
     context.setdefault("window", None)
     context.setdefault("answered", False)
+    context.setdefault("layout", "base.html")
+    context.setdefault("home", "/")
     html = _ENV.get_template(template).render(
         lang=lang, t=i18n.translator(lang), static=static_url, **context
     )
@@ -115,13 +126,16 @@ def detail(exc: ExamregError, lang: str) -> str:
     return exc.detail_en if lang == "en" else exc.detail
 
 
-def error_page(request: Request, exc: ExamregError) -> HTMLResponse:
+def error_page(
+    request: Request, exc: ExamregError, not_found: str = "not_found", **context: Any
+) -> HTMLResponse:
+    """The error as a page; `not_found` is the catalog key that says what was not found."""
     t = i18n.translator(language(request))
     message: str
-    if isinstance(exc, Forbidden):
+    if isinstance(exc, FormExpired):
         message = t("forbidden_form")
     elif isinstance(exc, NotFound):
-        message = t("not_found")
+        message = t(not_found)
     else:
         message = detail(exc, language(request))
     return render(
@@ -131,13 +145,25 @@ def error_page(request: Request, exc: ExamregError) -> HTMLResponse:
         retry_headers(exc),
         message=message,
         retry_after=exc.retry_after,
+        **context,
     )
 
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+def page_in(layout: str, home: str, not_found: str) -> Callable[[Handler], Handler]:
+    """A page wrapper whose error pages sit in `layout`, with a way back to `home`."""
+    frame = {"layout": layout, "home": home, "not_found": not_found}
+    return functools.partial(_wrap, frame=frame)
+
+
 def page(handler: Handler) -> Handler:
+    """A candidate page (see `_wrap`)."""
+    return _wrap(handler, {})
+
+
+def _wrap(handler: Handler, frame: Mapping[str, str]) -> Handler:
     """Errors as HTML pages, never cached, and a `?lang=` choice remembered in a cookie."""
 
     @functools.wraps(handler)
@@ -147,10 +173,10 @@ def page(handler: Handler) -> Handler:
         except Redirect as redirect:
             response = RedirectResponse(redirect.location, 303)
         except ExamregError as exc:
-            response = error_page(request, exc)
+            response = error_page(request, exc, **frame)
         except INFRASTRUCTURE:
             retry_after = services(request).settings.retry_after_seconds
-            response = error_page(request, Unavailable(retry_after=retry_after))
+            response = error_page(request, Unavailable(retry_after=retry_after), **frame)
         # Pages carry personal data: no shared cache, no back-button copy after logout.
         response.headers["Cache-Control"] = "no-store"
         choice = request.query_params.get("lang")
@@ -186,9 +212,9 @@ async def read_form(request: Request, limit: int) -> Values:
 # -- sessions and CSRF ----------------------------------------------------------------------------
 
 
-async def session_or_none(request: Request) -> Session | None:
+async def session_or_none(request: Request, kind: SessionKind = "candidate") -> Session | None:
     try:
-        return await current_session(request, "candidate")
+        return await current_session(request, kind)
     except Unauthenticated:
         return None
 
@@ -223,7 +249,35 @@ def same_token(expected: object, submitted: str) -> bool:
 def check_csrf(session: Session, values: Values) -> None:
     """The form must echo the token the session got at login (synchronizer token pattern)."""
     if not same_token(session.scope.get("csrf"), first(values, "csrf_token")):
-        raise Forbidden()
+        raise FormExpired()
+
+
+def login_token(request: Request, cookie: str) -> str:
+    """The login form's token: the browser's double-submit cookie, or a fresh one."""
+    value = request.cookies.get(cookie, "")
+    return value if _LOGIN_TOKEN.fullmatch(value) else secrets.token_urlsafe(32)
+
+
+def set_login_token(
+    response: Response, request: Request, cookie: str, token: str, path: str
+) -> None:
+    """Before any session exists, the login form must echo this cookie (double submit).
+
+    Scoped to `path`, the login page's own, which is where its form posts to.
+    """
+    response.set_cookie(
+        cookie,
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path=path,
+    )
+
+
+def check_login_token(request: Request, cookie: str, values: Values) -> None:
+    if not same_token(request.cookies.get(cookie), first(values, "csrf_token")):
+        raise FormExpired()
 
 
 def csrf_of(session: Session) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import random
+import re
 from dataclasses import asdict
 from typing import Any
 
@@ -17,6 +19,14 @@ from engine.writer import ShardWriter
 
 ROSTER_SIZE = 40
 TEST_PASSWORD = "Test-password-2026"
+HIDDEN_INPUT = re.compile(r'<input type="hidden" name="([^"]*)" value="([^"]*)">')
+
+
+def hidden(page: str, name: str) -> str:
+    """The value of the first hidden input called `name` on an HTML page."""
+    values = [html.unescape(v) for n, v in HIDDEN_INPUT.findall(page) if n == name]
+    assert values, f"no hidden input {name!r} on the page"
+    return values[0]
 
 
 def build_roster_rows() -> tuple[list[store.NewCandidate], list[dict[str, Any]]]:

@@ -1,4 +1,4 @@
-/* examreg candidate pages: optional enhancements only; every page works without this file.
+/* examreg pages (candidates, support console): optional enhancements only; every page works without this file.
  * ES5 on purpose (old phone browsers). No inline script anywhere: the CSP forbids it. */
 (function () {
   "use strict";
@@ -166,6 +166,23 @@
       leaving[m].addEventListener("submit", function () { store.removeItem(PENDING); });
     }
   }
+
+  // -- support console: copy the one-time password; focus a reason prompt when it opens -------
+  document.addEventListener("click", function (event) {
+    var button = event.target;
+    var id = button && button.getAttribute && button.getAttribute("data-copy");
+    var source = id && document.getElementById(id);
+    if (!source || !navigator.clipboard) { return; }
+    navigator.clipboard.writeText(source.textContent).then(function () {
+      button.textContent = button.getAttribute("data-copied");
+    }, function () { /* not allowed: the agent reads it out */ });
+  });
+  document.addEventListener("toggle", function (event) {
+    var details = event.target;
+    if (!details.open || !details.classList || !details.classList.contains("prompt")) { return; }
+    var reason = details.querySelector("input[name=reason]");
+    if (reason) { reason.focus(); }
+  }, true);  // "toggle" does not bubble
 
   // -- print ------------------------------------------------------------------------------------
   document.addEventListener("click", function (event) {

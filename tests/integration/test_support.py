@@ -365,3 +365,56 @@ async def test_admin_reads_the_audit_log_with_filters(
         "/api/v1/support/audit", params={"since": "yesterday"}, headers=desk["admin"]
     )
     assert bad.status_code == 422
+
+
+async def test_odd_input_gets_a_4xx_never_a_5xx(
+    harness: Harness, desk: dict[str, dict[str, str]], roster: list[dict[str, Any]]
+) -> None:
+    support = desk["support"]
+    cases = [
+        (SEARCH, {"candidate_id": "²"}),  # str.isdigit() is true, int() refuses it
+        (SEARCH, {"name": "nguyen", "page": "4000000000000000000"}),  # an OFFSET past bigint
+        (SEARCH, {"name": "nguyen\x00"}),  # PostgreSQL text refuses NUL
+        (SEARCH, {"name": "nguyen", "reason": "x\x00yz"}),
+        (f"{SEARCH}/²", {"reason": "ticket 1"}),
+        (f"{SEARCH}/99999999", {}),  # no reason for an unknown candidate: audited, not a 503
+        (f"{SEARCH}/{roster[0]['candidate_id']}", {"reason": "tick\x00et"}),
+    ]
+    for url, params in cases:
+        response = await harness.client.get(url, params=params, headers=support)
+        assert 400 <= response.status_code < 500, (url, params, response.status_code)
+    audit = "/api/v1/support/audit"
+    for params in (
+        {"candidate": "99999999"},  # the audit row of this read must not name a missing candidate
+        {"staff": "t-admin\x00"},
+        {"reason": "\x00\x00\x00"},
+        {"page": "4000000000000000000"},
+        {"x\x00": "1"},
+    ):
+        response = await harness.client.get(audit, params=params, headers=desk["admin"])
+        assert response.status_code in (200, 422), (params, response.status_code)
+
+
+async def test_the_registration_form_in_a_detail_is_masked_too(
+    harness: Harness,
+    desk: dict[str, dict[str, str]],
+    roster: list[dict[str, Any]],
+    pool: asyncpg.Pool,
+    aredis: Any,
+) -> None:
+    target = roster[9]
+    auth = await harness.login(target)
+    put = await harness.client.put(
+        "/api/v1/me/registration", json=form_for(target), headers={**auth, "Idempotency-Key": "m1"}
+    )
+    assert put.status_code == 202
+    await drain(harness.settings, pool, aredis)
+    url = f"{SEARCH}/{target['candidate_id']}"
+    masked = await harness.client.get(url, params={"reason": "call"}, headers=desk["support"])
+    assert target["national_id"] not in masked.text and target["phone"] not in masked.text
+    assert masked.json()["current"]["form"]["full_name"] == target["full_name"]
+    revealed = await harness.client.get(
+        url, params={"reason": "call", "reveal": "1"}, headers=desk["support"]
+    )
+    form = revealed.json()["current"]["form"]
+    assert (form["national_id"], form["phone"]) == (target["national_id"], target["phone"])

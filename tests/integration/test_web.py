@@ -23,18 +23,11 @@ from engine import queue, webform
 from engine.registration import CandidateContext, validate_registration
 from engine.settings import Settings, Window
 from tests.conftest import Harness, make_harness
-from tests.support import TEST_PASSWORD, drain, form_for
+from tests.support import HIDDEN_INPUT, TEST_PASSWORD, drain, form_for, hidden
 
 pytestmark = pytest.mark.anyio
 
 NEW_PASSWORD = "Moi-mat-khau-2026"
-_HIDDEN = re.compile(r'<input type="hidden" name="([^"]*)" value="([^"]*)">')
-
-
-def hidden(page: str, name: str) -> str:
-    values = [html.unescape(v) for n, v in _HIDDEN.findall(page) if n == name]
-    assert values, f"no hidden input {name!r} on the page"
-    return values[0]
 
 
 def form_values(candidate: dict[str, Any], **changes: Any) -> dict[str, list[str]]:
@@ -375,7 +368,7 @@ async def test_overload_keeps_the_typed_form_and_the_key_for_the_automatic_retry
         retry_form = page[
             page.index('id="retry-form"') : page.index("</form>", page.index('id="retry-form"'))
         ]
-        for name, value in _HIDDEN.findall(retry_form):
+        for name, value in HIDDEN_INPUT.findall(retry_form):
             carried.setdefault(name, []).append(html.unescape(value))
         posted = {k: v for k, v in data.items() if any(v)}
         assert {k: v for k, v in carried.items() if k in posted} == posted
