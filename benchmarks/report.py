@@ -126,7 +126,8 @@ def render(results: dict[str, Any]) -> str:
             f"| 5 | spike: time to drain afterwards | {_n(spike['queue_drained_after_s'], ' s')} |"
             f" last answer {spike['answers_done_after_s']} s after the spike; then the queue |",
         ]
-    lines += ["", NOTES]
+    notes = NOTES.format(step=config.get("step_seconds", 7), bisections=config.get("bisections", 2))
+    lines += ["", notes]
     return "\n".join(lines) + "\n"
 
 
@@ -138,12 +139,12 @@ NOTES = """## How each number was obtained
   (coordinated-omission safe). `send lag` in results.json shows how late the driver itself was;
   it costs ~50 µs of CPU per request, so on 2 shared cores it caps the hello-world figure, which is
   therefore a lower bound of the ceiling (wrk's closed-loop throughput is given for reference).
-- **1 Accept**: constant-rate steps of 8 s (first 2 s not measured), ×1.5 until a step fails
-  (retried once), then 3 bisections. A step passes with p99 < 100 ms, every request answered,
-  ≥ 99.9% 2xx and ≥ 97% of the target rate achieved. Every request is a PUT of a valid form of a
-  different candidate with a fresh Idempotency-Key; the same bytes go to hello-world (path /hello).
-  examreg runs `examreg serve` with one writer draining at the same time; each examreg step starts
-  from an empty queue.
+- **1 Accept**: constant-rate steps of {step:g} s (first 2 s not measured), ×1.5 until a step
+  fails (retried once), then {bisections} bisections. A step passes with p99 < 100 ms, every request
+  answered, ≥ 99.9% 2xx and ≥ 97% of the target rate achieved. Every request is a PUT of a valid
+  form of a different candidate with a fresh Idempotency-Key; the same bytes go to hello-world
+  (path /hello). examreg runs `examreg serve` with one writer draining at the same time; each
+  examreg step starts from an empty queue.
 - **2 Drain**: the streams are pre-filled through the API's own server-side function (no HTTP),
   then one `examreg writer` is started; the time runs from its first read to the last entry
   trimmed (trim follows COMMIT, XACK and release). The ceiling COPYs the same rows (read from the
