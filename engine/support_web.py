@@ -49,13 +49,12 @@ from engine.webpage import (
     language,
     local_date,
     local_time,
-    login_token,
+    login_form,
     page_in,
     read_form,
     render,
     retry_headers,
     session_or_none,
-    set_login_token,
 )
 
 __all__ = ["routes"]
@@ -147,26 +146,18 @@ def _login_page(
     errors: Mapping[str, Sequence[str]] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    token = login_token(request, LOGIN_CSRF_COOKIE)
-    t = i18n.translator(language(request))
-    notice = ""
-    if request.query_params.get("expired"):
-        notice = t("session_expired")
-    elif request.query_params.get("logged_out"):
-        notice = t("logged_out")
-    response = _render(
+    paint = functools.partial(
+        _render, request, "support/login.html", status=status, headers=headers
+    )
+    return login_form(
         request,
-        "support/login.html",
-        status=status,
-        headers=headers,
-        login_token=token,
+        paint,
+        LOGIN_CSRF_COOKIE,
+        LOGIN,
         username=username,
         message=message,
-        notice=notice,
         errors=dict(errors or {}),
     )
-    set_login_token(response, request, LOGIN_CSRF_COOKIE, token, LOGIN)
-    return response
 
 
 @console

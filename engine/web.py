@@ -55,14 +55,13 @@ from engine.webpage import (
     language,
     local_date,
     local_time,
-    login_token,
+    login_form,
     page,
     read_form,
     render,
     require,
     retry_headers,
     session_or_none,
-    set_login_token,
     window_info,
 )
 
@@ -151,26 +150,16 @@ def _login_page(
     errors: Mapping[str, Sequence[str]] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    token = login_token(request, LOGIN_CSRF_COOKIE)
-    t = i18n.translator(language(request))
-    notice = ""
-    if request.query_params.get("expired"):
-        notice = t("session_expired")
-    elif request.query_params.get("logged_out"):
-        notice = t("logged_out")
-    response = render(
+    paint = functools.partial(render, request, "login.html", status, headers)
+    return login_form(
         request,
-        "login.html",
-        status,
-        headers,
-        login_token=token,
+        paint,
+        LOGIN_CSRF_COOKIE,
+        "/login",
         login_id=login_id,
         message=message,
-        notice=notice,
         errors=dict(errors or {}),
     )
-    set_login_token(response, request, LOGIN_CSRF_COOKIE, token, "/login")
-    return response
 
 
 @page

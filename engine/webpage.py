@@ -258,6 +258,23 @@ def login_token(request: Request, cookie: str) -> str:
     return value if _LOGIN_TOKEN.fullmatch(value) else secrets.token_urlsafe(32)
 
 
+def login_form(
+    request: Request, paint: Callable[..., Response], cookie: str, path: str, **context: Any
+) -> Response:
+    """A login page: its form token (double-submit `cookie`, scoped to `path`) and a notice saying
+    why the user is here (session expired, logged out); `paint(**context)` renders the page."""
+    token = login_token(request, cookie)
+    t = i18n.translator(language(request))
+    notice = ""
+    if request.query_params.get("expired"):
+        notice = t("session_expired")
+    elif request.query_params.get("logged_out"):
+        notice = t("logged_out")
+    response = paint(login_token=token, notice=notice, **context)
+    set_login_token(response, request, cookie, token, path)
+    return response
+
+
 def set_login_token(
     response: Response, request: Request, cookie: str, token: str, path: str
 ) -> None:
