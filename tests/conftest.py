@@ -9,6 +9,7 @@ and Redis is flushed before each test (the server-side functions survive FLUSHAL
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import os
 import shutil
@@ -111,30 +112,30 @@ def roster(servers: Servers) -> list[dict[str, Any]]:
     return asyncio.run(_build_template(servers))
 
 
-@pytest.fixture
-def database_url(servers: Servers, roster: list[dict[str, Any]]) -> Iterator[str]:
-    """A fresh copy of the template database for one test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
+@contextlib.contextmanager
+def database_copy(servers: Servers, prefix: str = "t") -> Iterator[str]:
+    """A fresh copy of the template database, dropped (with its connections) at the end."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
 
-    async def create() -> None:
+    async def execute(sql: str) -> None:
         admin = await asyncpg.connect(servers.database_url)
         try:
-            await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+            await admin.execute(sql)
         finally:
             await admin.close()
 
-    async def drop() -> None:
-        admin = await asyncpg.connect(servers.database_url)
-        try:
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            await admin.close()
-
-    asyncio.run(create())
+    asyncio.run(execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
     try:
         yield _with_database(servers.database_url, name)
     finally:
-        asyncio.run(drop())
+        asyncio.run(execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def database_url(servers: Servers, roster: list[dict[str, Any]]) -> Iterator[str]:
+    """A fresh copy of the template database for one test."""
+    with database_copy(servers) as url:
+        yield url
 
 
 @pytest.fixture

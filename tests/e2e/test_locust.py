@@ -9,6 +9,7 @@ runs inside pytest) for a few seconds with a handful of users, loopback only, ea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import os
 import re
@@ -17,19 +18,17 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 import redis
 
 from engine import store
 from engine.auth import make_hasher
 from engine.settings import load
-from tests.conftest import TEMPLATE, Servers, _with_database, write_credentials
+from tests.conftest import Servers, database_copy, write_credentials
 from tests.e2e.test_durability import _free_port
 
 pytestmark = pytest.mark.slow
@@ -45,15 +44,10 @@ def stack(
 ) -> Iterator[dict[str, Any]]:
     """One database copy, API + writer processes and a staff account, shared by this module."""
     tmp = tmp_path_factory.mktemp("locust")
-    name = f"t_locust_{uuid.uuid4().hex[:8]}"
-    database_url = _with_database(servers.database_url, name)
+    cleanup = contextlib.ExitStack()
+    database_url = cleanup.enter_context(database_copy(servers, "t_locust"))
 
-    async def create() -> None:
-        admin = await asyncpg.connect(servers.database_url)
-        try:
-            await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
-        finally:
-            await admin.close()
+    async def create_staff() -> None:
         pool = await store.create_pool(database_url, size=1)
         try:
             password_hash = make_hasher(load(env={})).hash(STAFF[1])
@@ -61,14 +55,7 @@ def stack(
         finally:
             await pool.close()
 
-    async def drop() -> None:
-        admin = await asyncpg.connect(servers.database_url)
-        try:
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            await admin.close()
-
-    asyncio.run(create())
+    asyncio.run(create_staff())
     client = redis.Redis.from_url(servers.redis_url)
     client.flushall()
     client.close()
@@ -109,7 +96,7 @@ def stack(
                 proc.wait(10)
         for log in logs:
             log.close()
-        asyncio.run(drop())
+        cleanup.close()
 
 
 def _wait_ready(url: str) -> None:
