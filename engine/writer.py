@@ -53,10 +53,12 @@ class ShardWriter:
             except (RedisError, OSError) as exc:
                 metrics.WRITER_ERRORS.labels("redis").inc()
                 log.warning("redis error on shard %d: %s", self.shard.shard, type(exc).__name__)
+                ready = False  # a failed read may have been delivered: finish our own first
                 await _sleep_or_stop(stop, 1.0)
             except (asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 metrics.WRITER_ERRORS.labels("postgres").inc()
                 log.warning("postgres error on shard %d: %s", self.shard.shard, type(exc).__name__)
+                ready = False
                 await _sleep_or_stop(stop, 1.0)
 
     async def _step(self) -> None:
@@ -80,7 +82,12 @@ class ShardWriter:
             await self.process(entries)
 
     async def _drain_own_pending(self) -> None:
-        """After a restart, finish what this consumer had read but not acknowledged."""
+        """After a restart or an error, finish what this consumer had read but not acknowledged.
+
+        Redis marks entries delivered when it answers XREADGROUP; a read that then failed on our
+        side (a timeout, a dropped connection) leaves them pending on this consumer, where only
+        this re-read, not the 30 s idle claim, picks them up at once.
+        """
         entries = await self.shard.read(self.settings.writer_batch_size, None, own_pending=True)
         seen: set[str] = set()
         while entries and not seen.issuperset(e[0] for e in entries):
