@@ -177,38 +177,41 @@ def _count_refusal(exc: ExamregError) -> None:
         metrics.SUBMISSIONS_REJECTED.labels(exc.code).inc()
 
 
-async def get_registration(request: Request) -> Response:
-    svc = services(request)
-    session = await candidate_session(request)
-    shard = svc.settings.shard_of(session.subject)
+async def newest_registration(svc: Services, candidate_id: int) -> dict[str, Any] | None:
+    """Read-your-writes: the newest accepted version, from Redis while queued, else PostgreSQL."""
+    shard = svc.settings.shard_of(candidate_id)
     # Redis first, then PostgreSQL: a form released from Redis is already committed there.
-    queued = await queue.latest_queued(svc.redis, shard, session.subject)
-    persisted = await store.registration(svc.pool, session.subject)
+    queued = await queue.latest_queued(svc.redis, shard, candidate_id)
+    persisted = await store.registration(svc.pool, candidate_id)
     if queued is not None and (persisted is None or queued.version > persisted.version):
-        return json_response(
-            {
-                "version": queued.version,
-                "status": "queued",
-                "receipt_id": queued.receipt_id,
-                "phase": queued.phase,
-                "accepted_at": queued.accepted_at,
-                "persisted_at": None,
-                "form": queued.form,
-            }
-        )
-    if persisted is None:
-        raise NoRegistration()
-    return json_response(
-        {
-            "version": persisted.version,
-            "status": "persisted",
-            "receipt_id": persisted.receipt_id,
-            "phase": persisted.phase,
-            "accepted_at": persisted.accepted_at.isoformat(),
-            "persisted_at": persisted.persisted_at.isoformat(),
-            "form": persisted.form,
+        return {
+            "version": queued.version,
+            "status": "queued",
+            "receipt_id": queued.receipt_id,
+            "phase": queued.phase,
+            "accepted_at": queued.accepted_at,
+            "persisted_at": None,
+            "form": queued.form,
         }
-    )
+    if persisted is None:
+        return None
+    return {
+        "version": persisted.version,
+        "status": "persisted",
+        "receipt_id": persisted.receipt_id,
+        "phase": persisted.phase,
+        "accepted_at": persisted.accepted_at.isoformat(),
+        "persisted_at": persisted.persisted_at.isoformat(),
+        "form": persisted.form,
+    }
+
+
+async def get_registration(request: Request) -> Response:
+    session = await candidate_session(request)
+    registration = await newest_registration(services(request), session.subject)
+    if registration is None:
+        raise NoRegistration()
+    return json_response(registration)
 
 
 async def get_receipt(request: Request) -> Response:

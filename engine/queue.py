@@ -259,59 +259,15 @@ class Enqueuer:
 
 
 @dataclass(frozen=True, slots=True)
-class QueuedRegistration:
-    version: int
-    receipt_id: str
-    phase: str
-    accepted_at: str
-    form: dict[str, Any]
-    stream_id: str
-
-
-async def latest_queued(
-    client: aioredis.Redis, shard: int, candidate_id: int
-) -> QueuedRegistration | None:
-    """The newest accepted version while its form is still only in Redis."""
-    values: list[Any] = await client.hmget(
-        candidate_key(shard, candidate_id),
-        [
-            "latest_version",
-            "latest_receipt",
-            "latest_phase",
-            "latest_at",
-            "latest_form",
-            "latest_stream_id",
-        ],
-    )
-    if values[4] is None:
-        return None
-    return QueuedRegistration(
-        version=int(values[0]),
-        receipt_id=values[1],
-        phase=values[2],
-        accepted_at=values[3],
-        form=orjson.loads(values[4]),
-        stream_id=values[5],
-    )
-
-
-async def queued_receipt_version(
-    client: aioredis.Redis, shard: int, candidate_id: int, receipt_id: str
-) -> int | None:
-    value = await client.hget(candidate_key(shard, candidate_id), f"rcpt:{receipt_id}")
-    return None if value is None else int(value)
-
-
-@dataclass(frozen=True, slots=True)
 class LatestRecord:
-    """What Redis remembers of a candidate's newest accepted version (form or not)."""
+    """What Redis remembers of a candidate's newest accepted version."""
 
     version: int
     receipt_id: str
     phase: str
     accepted_at: str
     stream_id: str
-    form_queued: bool  # the form is still only in Redis (not yet released after COMMIT)
+    form: dict[str, Any] | None  # still only in Redis; None once released after COMMIT
 
 
 async def latest_record(
@@ -336,8 +292,23 @@ async def latest_record(
         str(values[2]),
         str(values[3]),
         str(values[4]),
-        values[5] is not None,
+        None if values[5] is None else orjson.loads(values[5]),
     )
+
+
+async def latest_queued(
+    client: aioredis.Redis, shard: int, candidate_id: int
+) -> LatestRecord | None:
+    """The newest accepted version while its form is still only in Redis."""
+    record = await latest_record(client, shard, candidate_id)
+    return record if record is not None and record.form is not None else None
+
+
+async def queued_receipt_version(
+    client: aioredis.Redis, shard: int, candidate_id: int, receipt_id: str
+) -> int | None:
+    value = await client.hget(candidate_key(shard, candidate_id), f"rcpt:{receipt_id}")
+    return None if value is None else int(value)
 
 
 async def entry_state(client: aioredis.Redis, shard: int, stream_id: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ exceptions for callers that decide retries. It must not know about HTTP or Redis
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -156,6 +156,11 @@ async def candidate_profile(pool: asyncpg.Pool, candidate_id: int) -> dict[str, 
     row = await pool.fetchrow(QUERIES["candidate_profile"], candidate_id)
     if row is None:
         return None
+    return {**roster_entry(row), "must_change_password": row["must_change_password"]}
+
+
+def roster_entry(row: Mapping[str, Any] | asyncpg.Record) -> dict[str, Any]:
+    """A candidate's roster data as the API shows it (ISO dates, the school with its name)."""
     return {
         "candidate_id": row["candidate_id"],
         "national_id": row["national_id"],
@@ -168,7 +173,6 @@ async def candidate_profile(pool: asyncpg.Pool, candidate_id: int) -> dict[str, 
             "school_code": row["school_code"],
             "name": row["school_name"],
         },
-        "must_change_password": row["must_change_password"],
     }
 
 

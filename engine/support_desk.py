@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final
 
-from engine import queue, support_store
+from engine import queue, store, support_store
 from engine.api import Services
 from engine.errors import FieldError, InvalidRequest, NotFound
 from engine.roster import issue_password
@@ -205,18 +205,11 @@ def mask_phone(value: str | None) -> str | None:
 
 def summary(row: Mapping[str, Any], reveal: bool = False) -> dict[str, Any]:
     """A roster row as a search result (and the head of a detail)."""
+    entry = store.roster_entry(row)
+    if not reveal:
+        entry["national_id"] = mask_national_id(row["national_id"])
     return {
-        "candidate_id": row["candidate_id"],
-        "national_id": row["national_id"] if reveal else mask_national_id(row["national_id"]),
-        "full_name": row["full_name"],
-        "date_of_birth": row["date_of_birth"].isoformat(),
-        "sex": row["sex"],
-        "candidate_type": row["candidate_type"],
-        "school": {
-            "province_code": row["province_code"],
-            "school_code": row["school_code"],
-            "name": row["school_name"],
-        },
+        **entry,
         "registration": None
         if row["registration_version"] is None
         else {

@@ -75,30 +75,14 @@ _RECEIPT_ID: Final = re.compile(r"^[0-9A-F]{20}$")
 
 
 async def current_registration(svc: Services, candidate_id: int) -> dict[str, Any] | None:
-    """The newest accepted version: from Redis while queued, else from PostgreSQL."""
-    shard = svc.settings.shard_of(candidate_id)
-    queued = await queue.latest_queued(svc.redis, shard, candidate_id)
-    persisted = await store.registration(svc.pool, candidate_id)
-    if queued is not None and (persisted is None or queued.version > persisted.version):
-        return {
-            "version": queued.version,
-            "status": "queued",
-            "receipt_id": queued.receipt_id,
-            "phase": queued.phase,
-            "accepted_at": local_time(queued.accepted_at),
-            "persisted_at": "",
-            "form": queued.form,
-        }
-    if persisted is None:
+    """The newest accepted version (`candidate_api.newest_registration`), times as local time."""
+    registration = await candidate_api.newest_registration(svc, candidate_id)
+    if registration is None:
         return None
     return {
-        "version": persisted.version,
-        "status": "persisted",
-        "receipt_id": persisted.receipt_id,
-        "phase": persisted.phase,
-        "accepted_at": local_time(persisted.accepted_at),
-        "persisted_at": local_time(persisted.persisted_at),
-        "form": persisted.form,
+        **registration,
+        "accepted_at": local_time(registration["accepted_at"]),
+        "persisted_at": local_time(registration["persisted_at"]),
     }
 
 
