@@ -18,11 +18,10 @@ from starlette.routing import Route
 
 from engine import http, metrics, queue, store
 from engine.api import Services, json_response, language, services
-from engine.auth import Session, check_password_policy
+from engine.auth import Session
 from engine.errors import (
     ExamregError,
     IdempotencyKeyRequired,
-    InvalidCredentials,
     NoRegistration,
     NotFound,
     Overloaded,
@@ -72,10 +71,7 @@ async def set_password(svc: Services, candidate_id: int, current: str, new: str)
         WeakPassword: the new one breaks the policy.
     """
     current_hash = await store.candidate_password_hash(svc.pool, candidate_id)
-    if not await svc.passwords.verify(current_hash, current[:128]):
-        raise InvalidCredentials()
-    check_password_policy(new, current)
-    new_hash = await svc.passwords.hash(new)
+    new_hash = await http.new_password_hash(svc, current_hash, current, new)
     await store.set_candidate_password(svc.pool, candidate_id, new_hash)
 
 

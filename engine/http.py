@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from engine import metrics
 from engine.api import Services, json_response, services
-from engine.auth import Session, SessionKind
+from engine.auth import Session, SessionKind, check_password_policy
 from engine.errors import (
     FieldError,
     InvalidCredentials,
@@ -202,3 +202,16 @@ async def logout(request: Request, kind: SessionKind) -> Response:
     response = Response(status_code=204)
     response.delete_cookie(COOKIES[kind], path="/")
     return response
+
+
+async def new_password_hash(svc: Services, current_hash: str | None, current: str, new: str) -> str:
+    """The hash of `new` once the current password is verified and the policy holds.
+
+    Raises:
+        InvalidCredentials: the current password is wrong.
+        WeakPassword: the new one breaks the policy.
+    """
+    if not await svc.passwords.verify(current_hash, current[:128]):
+        raise InvalidCredentials()
+    check_password_policy(new, current)
+    return await svc.passwords.hash(new)
