@@ -143,6 +143,14 @@ def wait_http(url: str, method: str = "GET", timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
 
 
+def stream_backlog(client: redis.Redis, shards: int) -> int:
+    """Entries in every shard's stream (not yet trimmed after COMMIT): one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for shard in range(shards):
+        pipe.xlen(queue.stream_key(shard))
+    return sum(pipe.execute())
+
+
 class Sampler(threading.Thread):
     """Stream backlog (entries not yet trimmed) and Redis memory every 0.5 s, with their peaks."""
 
@@ -156,10 +164,7 @@ class Sampler(threading.Thread):
         self.series: list[tuple[float, int, int]] = []
 
     def sample(self) -> tuple[int, int]:
-        pipe = self.client.pipeline(transaction=False)
-        for shard in range(self.shards):
-            pipe.xlen(queue.stream_key(shard))
-        backlog = sum(pipe.execute())
+        backlog = stream_backlog(self.client, self.shards)
         memory = int(self.client.info("memory")["used_memory"])
         return backlog, memory
 
@@ -191,6 +196,7 @@ class Bench:
         self.env: dict[str, str] = {}
         self.max_rate = 0.0
         self.step_count = 0
+        self._redis: redis.Redis | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -205,11 +211,10 @@ class Bench:
         )
 
     def backlog(self) -> int:
-        client = redis.Redis.from_url(self.env["EXAMREG_REDIS_URL"])
-        try:
-            return sum(client.xlen(queue.stream_key(s)) for s in range(self.config.shards))
-        finally:
-            client.close()
+        """Polled every 20-100 ms while waiting: one connection for the run, not one per poll."""
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(self.env["EXAMREG_REDIS_URL"])
+        return stream_backlog(self._redis, self.config.shards)
 
     def wait_drained(self, timeout: float) -> float:
         """Seconds until every stream is empty (trimmed after COMMIT); raises past `timeout`."""
@@ -612,6 +617,8 @@ class Bench:
                 log(f"phase {name} took {timings[name]}s")
         finally:
             self.procs.stop_all()
+            if self._redis is not None:
+                self._redis.close()
             self.services.destroy()
             self.results["phase_seconds"] = timings
             self.results["total_seconds"] = round(time.monotonic() - self.started, 1)
