@@ -12,36 +12,17 @@ cd "$(dirname "$0")/.."
 WORKERS=${1:-2}
 CONNECTIONS=${2:-64}
 SECONDS_PER_RUN=${3:-15}
-BIN=.venv/bin
-if ! command -v wrk >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then apt-get install -y -qq wrk >/dev/null; else
-    echo "wrk is missing: sudo apt-get install wrk" >&2; exit 2; fi
-fi
-DIR=$(mktemp -d /tmp/examreg-accept.XXXXXX)
+source loadtest/common.sh
 API_PORT=18100
 HELLO_PORT=18101
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  "$BIN/examreg" services stop --data-dir "$DIR" >/dev/null 2>&1 || true
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
-eval "$("$BIN/examreg" services start --data-dir "$DIR" | sed 's/^/export /')"
-export EXAMREG_DATA_DIR=$DIR EXAMREG_LOG_LEVEL=warning
-"$BIN/examreg" migrate >/dev/null
+setup_services accept
 "$BIN/examreg" seed --candidates 1000 --credentials-out "$DIR/logins.csv" \
   --load-test-password Load-test-2026 >/dev/null 2>&1
-"$BIN/examreg" serve --workers "$WORKERS" --port $API_PORT >"$DIR/api.log" 2>&1 & pids+=($!)
-"$BIN/examreg" writer --processes 1 >"$DIR/writer.log" 2>&1 & pids+=($!)
-"$BIN/uvicorn" loadtest.hello_app:app --loop uvloop --http httptools --workers "$WORKERS" \
-  --no-access-log --log-level warning --port $HELLO_PORT >"$DIR/hello.log" 2>&1 & pids+=($!)
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$API_PORT/readyz" >/dev/null && \
-  curl -sf "http://127.0.0.1:$HELLO_PORT/hello" >/dev/null && break
-  sleep 0.2
-done
+spawn api.log "$BIN/examreg" serve --workers "$WORKERS" --port $API_PORT
+spawn writer.log "$BIN/examreg" writer --processes 1
+spawn hello.log "$BIN/uvicorn" loadtest.hello_app:app --loop uvloop --http httptools \
+  --workers "$WORKERS" --no-access-log --log-level warning --port $HELLO_PORT
+wait_ready "http://127.0.0.1:$API_PORT/readyz" "http://127.0.0.1:$HELLO_PORT/hello"
 "$BIN/python" -m loadtest.prepare_accept "http://127.0.0.1:$API_PORT" "$DIR/logins.csv" \
   "$DIR/accept.tsv" --limit 1000 2>/dev/null
 run() { wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "$@" 2>&1; }

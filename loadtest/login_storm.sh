@@ -20,32 +20,14 @@ SECONDS_PER_RUN=${3:-20}
 ME_CONNECTIONS=${ME_CONNECTIONS:-64}
 ME_PAUSE_MS=${ME_PAUSE_MS:-100}  # per connection: ~64 users clicking every 0.1 s, ≈600 req/s
 LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
-BIN=.venv/bin
-if ! command -v wrk >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then apt-get install -y -qq wrk >/dev/null; else
-    echo "wrk is missing: sudo apt-get install wrk" >&2; exit 2; fi
-fi
-DIR=$(mktemp -d /tmp/examreg-logins.XXXXXX)
+source loadtest/common.sh
 API_PORT=18110
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  "$BIN/examreg" services stop --data-dir "$DIR" >/dev/null 2>&1 || true
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
-eval "$("$BIN/examreg" services start --data-dir "$DIR" | sed 's/^/export /')"
-export EXAMREG_DATA_DIR=$DIR EXAMREG_LOG_LEVEL=warning
-"$BIN/examreg" migrate >/dev/null
+setup_services logins
 # One shared argon2id hash (same parameters as real ones): verifying costs what a real login costs.
 "$BIN/examreg" seed --candidates 5000 --credentials-out "$DIR/logins.csv" \
   --load-test-password Load-test-2026 >/dev/null 2>&1
-"$BIN/examreg" serve --workers "$WORKERS" --port $API_PORT >"$DIR/api.log" 2>&1 & pids+=($!)
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$API_PORT/readyz" >/dev/null && break
-  sleep 0.2
-done
+spawn api.log "$BIN/examreg" serve --workers "$WORKERS" --port $API_PORT
+wait_ready "http://127.0.0.1:$API_PORT/readyz"
 # The logged-in users: 200 sessions opened before the storm (their forms are not needed).
 "$BIN/python" -m loadtest.prepare_accept "http://127.0.0.1:$API_PORT" "$DIR/logins.csv" \
   "$DIR/sessions.tsv" --limit 200 2>/dev/null

@@ -9,22 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CANDIDATES=${1:-1200000}
 SECONDS_PER_RUN=${2:-20}
-BIN=.venv/bin
-command -v wrk >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || {
-  echo "wrk is missing: sudo apt-get install wrk" >&2; exit 2; }
-DIR=$(mktemp -d /tmp/examreg-search.XXXXXX)
+source loadtest/common.sh
 PORT=18200
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  "$BIN/examreg" services stop --data-dir "$DIR" >/dev/null 2>&1 || true
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
-eval "$("$BIN/examreg" services start --data-dir "$DIR" | sed 's/^/export /')"
-export EXAMREG_DATA_DIR=$DIR EXAMREG_LOG_LEVEL=warning
-"$BIN/examreg" migrate >/dev/null
+setup_services search
 start=$(date +%s)
 "$BIN/examreg" seed --candidates "$CANDIDATES" --load-test-password Load-test-2026 2>/dev/null
 echo "seeded $CANDIDATES candidates in $(( $(date +%s) - start ))s"
@@ -51,8 +38,8 @@ async def main(dsn, out):
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 PY
 "$BIN/examreg" staff create desk.bench --role support --password Bench-pass-2026 >/dev/null
-"$BIN/examreg" serve --workers 2 --port $PORT >"$DIR/api.log" 2>&1 & pids+=($!)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
+spawn api.log "$BIN/examreg" serve --workers 2 --port $PORT
+wait_ready "http://127.0.0.1:$PORT/readyz"
 token=$(curl -sf -X POST "http://127.0.0.1:$PORT/api/v1/staff/login" -H 'Content-Type: application/json' \
   -d '{"username":"desk.bench","password":"Bench-pass-2026"}' | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 for think in 0 100; do
