@@ -1,14 +1,14 @@
 # examreg API image: `examreg serve` on :8000. The same image runs the other commands:
-#   docker run --rm -e EXAMREG_DATABASE_URL=... IMAGE python -m engine migrate
-#   docker run -e EXAMREG_DATABASE_URL=... -e EXAMREG_REDIS_URL=... IMAGE python -m engine writer
+#   docker run --rm -e EXAMREG_DATABASE_URL=... IMAGE examreg migrate
+#   docker run -e EXAMREG_DATABASE_URL=... -e EXAMREG_REDIS_URL=... IMAGE examreg writer
 # EXAMREG_DATABASE_URL and EXAMREG_REDIS_URL are required at run time (README, configuration).
 #
-# Graceful shutdown: on SIGTERM the supervisor (engine/supervisor.py) stops its workers and waits up
-# to 15 s before SIGKILL; uvicorn drains requests for up to 10 s. Docker's default stop timeout is
-# 10 s, so give the container more: `docker stop --time 20`, compose `stop_grace_period: 20s`,
-# Kubernetes `terminationGracePeriodSeconds: 20`.
+# Graceful shutdown: on SIGTERM the supervisor (engine/runtime/supervisor.py) stops its workers and
+# waits up to 15 s before SIGKILL; uvicorn drains requests for up to 10 s. Docker's default stop
+# timeout is 10 s, so give the container more: `docker stop --time 20`, compose
+# `stop_grace_period: 20s`, Kubernetes `terminationGracePeriodSeconds: 20`.
 
-# -- builder: a virtualenv with the dependencies of pyproject.toml ------------------------------
+# -- builder: a virtualenv with the dependencies, then the package itself ----------------------
 FROM python:3.11-slim AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -18,21 +18,26 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 # Only pyproject.toml first, so this layer is rebuilt when dependencies change, not the source.
-# The project itself is not installed: it runs from /app (see the runtime stage).
 COPY pyproject.toml ./
 RUN python -c 'import pathlib, tomllib; \
 deps = tomllib.loads(pathlib.Path("pyproject.toml").read_text())["project"]["dependencies"]; \
 pathlib.Path("requirements.txt").write_text("\n".join(deps) + "\n")' \
     && pip install --no-cache-dir -r requirements.txt
 
+# Then the package, installed like any wheel: templates, static files, SQL, Lua and the migrations
+# ship inside it (pyproject's package-data), so nothing runs from a source tree or PYTHONPATH.
+COPY README.md ./
+COPY engine/ ./engine/
+RUN pip install --no-cache-dir --no-deps .
+
 # -- runtime ----------------------------------------------------------------------------------
 FROM python:3.11-slim
 
 # serve/writer set the children's PROMETHEUS_MULTIPROC_DIR to $EXAMREG_DATA_DIR/metrics
-# (engine/cli.py, _child_env); a data dir of /tmp makes that the same /tmp/metrics as below, and
-# keeps every file the process tree writes out of /app, which the service user cannot write.
+# (engine/runtime/launch.py, child_env); a data dir of /tmp makes that the same /tmp/metrics as
+# below, and keeps every file the process tree writes out of /app, which the service user cannot
+# write.
 ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/metrics \
@@ -44,15 +49,11 @@ RUN groupadd --system --gid 10001 examreg \
     && mkdir -p /tmp/metrics \
     && chown examreg:examreg /tmp/metrics
 
+# The virtualenv holds the dependencies and examreg itself; owned by root, so the service cannot
+# modify its own code.
 COPY --from=builder /opt/venv /opt/venv
 
 WORKDIR /app
-# schema/ must sit beside engine/: engine/store.py finds the migrations at
-# Path(engine/store.py).parent.parent / "schema". That is also why the package is not pip-installed
-# (site-packages has no schema/ beside it) and runs from /app via PYTHONPATH. Source last: an edit
-# rebuilds only these layers. Owned by root, so the service cannot modify its own code.
-COPY schema/ ./schema/
-COPY engine/ ./engine/
 
 # Numeric, so Kubernetes' runAsNonRoot can verify it.
 USER 10001:10001

@@ -23,6 +23,7 @@ check: $(STAMP)
 	$(BIN)/ruff check engine tests loadtest benchmarks
 	$(BIN)/ruff format --check engine tests loadtest benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP)
 	$(BIN)/ruff format engine tests loadtest benchmarks

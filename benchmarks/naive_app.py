@@ -1,14 +1,14 @@
 """The naive baseline of the benchmark: the obvious design, each registration straight into SQL.
 
 A server, not load-test code, so it may import `engine`: it reuses examreg's session store
-(`engine.auth.SessionStore`, one Redis GET), its validation (`engine.registration
-.validate_registration` against the same reference catalog) and its PostgreSQL pool, on the same
-stack (Starlette on uvicorn + uvloop + httptools), and replaces the durable Redis enqueue by one
-`INSERT … ON CONFLICT` statement per request in autocommit, i.e. one fsynced commit per
-registration (`synchronous_commit` on). The statement checks the Idempotency-Key, bumps the
-current version and appends the history row, so its guarantees match examreg's 202 (durable,
-idempotent for sequential retries). Not for production: two concurrent requests with the same key
-could both pass the check; examreg's Lua function is atomic.
+(`engine.adapters.sessions.SessionStore`, one Redis GET), its validation
+(`engine.domain.registration.validate_registration` against the same reference catalog) and its
+PostgreSQL pool, on the same stack (Starlette on uvicorn + uvloop + httptools), and replaces the
+durable Redis enqueue by one `INSERT … ON CONFLICT` statement per request in autocommit, i.e. one
+fsynced commit per registration (`synchronous_commit` on). The statement checks the Idempotency-Key,
+bumps the current version and appends the history row, so its guarantees match examreg's 202
+(durable, idempotent for sequential retries). Not for production: two concurrent requests with the
+same key could both pass the check; examreg's Lua function is atomic.
 
     EXAMREG_DATABASE_URL=… EXAMREG_REDIS_URL=… \\
     uvicorn benchmarks.naive_app:app --loop uvloop --http httptools --workers 2 --no-access-log
@@ -29,11 +29,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from engine import queue, store
 from engine import settings as settings_module
-from engine.auth import SessionStore
+from engine.adapters import store, streams
+from engine.adapters.sessions import SessionStore
+from engine.domain.registration import CandidateContext, Catalog, validate_registration
 from engine.errors import ExamregError, IdempotencyKeyRequired, Unauthenticated
-from engine.registration import CandidateContext, Catalog, validate_registration
 from engine.settings import VIETNAM
 
 TABLES = """
@@ -82,7 +82,7 @@ class Naive:
 
     async def start(self) -> None:
         assert self.settings.database_url and self.settings.redis_url
-        self.redis = queue.connect(self.settings.redis_url, timeout=5)
+        self.redis = streams.connect(self.settings.redis_url, timeout=5)
         self.sessions = SessionStore(self.redis, self.settings)
         self.pool = await store.create_pool(
             self.settings.database_url, size=self.settings.db_pool_size
@@ -129,7 +129,7 @@ async def submit(request: Request) -> Response:
         key,
         secrets.token_hex(10).upper(),
         orjson.dumps(form).decode(),
-        queue.form_hash(form),
+        streams.form_hash(form),
         accepted_at,
         form["full_name"],
     )

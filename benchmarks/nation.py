@@ -2,15 +2,15 @@
 
 Server-side preparation, so it imports `engine`. The shortcuts, each one documented in results.md:
 
-- **Sessions are minted directly in Redis**, in `engine.auth.SessionStore`'s format (key
-  `examreg:session:<sha256(token)>`, the same JSON payload), instead of 1.2 million argon2id logins
-  (≈1 hour of CPU here). Tokens are `<nonce><candidate_id>`: unguessable per run, derivable by the
-  harness. No subject index is written (only password resets need it).
-- **Bodies are generated compactly**: one valid form per candidate type (`engine.rostergen
+- **Sessions are minted directly in Redis**, in `engine.adapters.sessions.SessionStore`'s format
+  (key `examreg:session:<sha256(token)>`, the same JSON payload), instead of 1.2 million argon2id
+  logins (≈1 hour of CPU here). Tokens are `<nonce><candidate_id>`: unguessable per run, derivable
+  by the harness. No subject index is written (only password resets need it).
+- **Bodies are generated compactly**: one valid form per candidate type (`engine.domain.rostergen
   .sample_form`, checked with `validate_registration`) becomes a %-template; the driver fills in
   each candidate's identity and school, so its data file holds ~100 bytes per candidate.
 - **Queue pre-fill for the drain figure** calls the same server-side function the API calls
-  (`engine.queue.Enqueuer`), without HTTP, with the template forms as sent.
+  (`engine.adapters.streams.Enqueuer`), without HTTP, with the template forms as sent.
 - **Settling** before each measured phase: VACUUM ANALYZE of the written tables, CHECKPOINT and an
   append-only-file rewrite, so autovacuum or a rewrite triggered by the previous phase's bulk
   writes does not land inside the next measurement (production runs them too, unscheduled).
@@ -37,10 +37,10 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from engine import queue, store
-from engine.entries import STAGING_COLUMNS, to_row
-from engine.registration import CandidateContext, Catalog, validate_registration
-from engine.rostergen import RosterEntry, sample_form
+from engine.adapters import store, streams
+from engine.domain.entries import STAGING_COLUMNS, to_row
+from engine.domain.registration import CandidateContext, Catalog, validate_registration
+from engine.domain.rostergen import RosterEntry, sample_form
 from engine.settings import VIETNAM
 
 Candidate = tuple[int, str, str, Any, str, str, str, str]  # as CANDIDATES selects them
@@ -206,9 +206,9 @@ async def prefill(
     key_prefix: str,
 ) -> float:
     """Enqueue `count` submissions through the API's own server-side function; seconds taken."""
-    client = queue.connect(redis_url, timeout=30)
-    await queue.load_functions(client)
-    enqueuer = queue.Enqueuer(
+    client = streams.connect(redis_url, timeout=30)
+    await streams.load_functions(client)
+    enqueuer = streams.Enqueuer(
         client, idempotency_ttl=86_400, max_backlog_per_shard=0, retry_after=5, timeout=30
     )
     started = time.perf_counter()
@@ -220,7 +220,7 @@ async def prefill(
                 form = body_of(forms[row[5]], row)  # a valid form (check_templates), as sent
                 batch.append(
                     enqueuer.submit(
-                        queue.Submission(
+                        streams.Submission(
                             candidate_id=row[0],
                             shard=row[0] % shards,
                             idempotency_key=f"{key_prefix}{i}",
@@ -237,11 +237,11 @@ async def prefill(
 
 async def stream_rows(redis_url: str, shards: int) -> list[tuple[object, ...]]:
     """Every entry now in the streams, as the writer would COPY it (for the COPY ceiling)."""
-    client = queue.connect(redis_url, timeout=30)
+    client = streams.connect(redis_url, timeout=30)
     records: list[tuple[object, ...]] = []
     try:
         for shard in range(shards):
-            entries: Any = await client.xrange(queue.stream_key(shard))
+            entries: Any = await client.xrange(streams.stream_key(shard))
             records += [to_row(eid, shard, fields).as_record() for eid, fields in entries]
     finally:
         await client.aclose()

@@ -41,8 +41,8 @@ from typing import Any
 import redis
 
 from benchmarks import naive_app, nation, report
-from engine import queue
-from engine.embedded import EmbeddedServices
+from engine.adapters import streams
+from engine.adapters.embedded import EmbeddedServices
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -147,7 +147,7 @@ def stream_backlog(client: redis.Redis, shards: int) -> int:
     """Entries in every shard's stream (not yet trimmed after COMMIT): one round trip."""
     pipe = client.pipeline(transaction=False)
     for shard in range(shards):
-        pipe.xlen(queue.stream_key(shard))
+        pipe.xlen(streams.stream_key(shard))
     return sum(pipe.execute())
 
 

@@ -1,7 +1,7 @@
 """The errors examreg answers with: one base class, each subclass its HTTP status and machine code.
 
 Owns the mapping from a failure to what a client sees; it must not import the web framework, so
-pure modules (validation, batching) can raise these. `engine.api` renders them as
+pure modules (validation, batching) can raise these. `engine.app` renders them as
 `application/problem+json` in one handler. Messages come in Vietnamese first, with English beside.
 """
 

@@ -47,6 +47,13 @@ class Window:
             return "before"
         return "official"
 
+    def bounds(self, phase: Phase) -> tuple[datetime | None, datetime | None]:
+        """When the window `phase` belongs to opens and closes: the trial's for the trial, the
+        official window's for every other phase (before, official, closed)."""
+        if phase == "trial":
+            return self.trial_opens_at, self.trial_closes_at
+        return self.opens_at, self.closes_at
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:

@@ -230,7 +230,7 @@ def format_arrival(arrival: Arrival) -> str:
 
 
 def parse_arrivals(lines: Iterable[str]) -> Iterator[Arrival]:
-    """Lines of an arrival log (as `engine.api.ArrivalLog` writes them); junk is skipped."""
+    """Lines of an arrival log (as `engine.app.ArrivalLog` writes them); junk is skipped."""
     for line in lines:
         if line.startswith("#"):
             continue

@@ -26,8 +26,8 @@ import httpx
 import pytest
 import redis
 
-from engine import queue, store
-from engine.embedded import EmbeddedServices
+from engine.adapters import store, streams
+from engine.adapters.embedded import EmbeddedServices
 from engine.settings import Settings, load
 from tests.support import TEST_PASSWORD, build_roster_rows
 
@@ -170,7 +170,7 @@ class Harness:
 
     client: httpx.AsyncClient
     settings: Settings
-    services: Any  # engine.api.Services
+    services: Any  # engine.app.Services
     app: Any = None  # the Starlette app (its state: services, loop_lag)
 
     async def login(self, candidate: dict[str, Any]) -> dict[str, str]:
@@ -189,7 +189,7 @@ async def harness(settings: Settings) -> AsyncIterator[Harness]:
 
 
 async def make_harness(settings: Settings) -> AsyncIterator[Harness]:
-    from engine.api import create_app
+    from engine.app import create_app
 
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -211,8 +211,8 @@ async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 async def aredis(settings: Settings) -> AsyncIterator[Any]:
     assert settings.redis_url is not None
-    client = queue.connect(settings.redis_url)
-    await queue.load_functions(client)
+    client = streams.connect(settings.redis_url)
+    await streams.load_functions(client)
     try:
         yield client
     finally:

@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: a small synthetic roster, sample forms, draining the queue."""
+"""Helpers shared by the tests: a small synthetic roster, sample forms, draining the streams."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any
 
 import asyncpg
 
-from engine import queue, store
-from engine.auth import make_hasher
-from engine.rostergen import RosterEntry, generate_roster, sample_form
+from engine.adapters import store, streams
+from engine.adapters.passwords import make_hasher
+from engine.domain.rostergen import RosterEntry, generate_roster, sample_form
+from engine.runtime.writer import ShardWriter
 from engine.settings import Settings, load
-from engine.writer import ShardWriter
 
 ROSTER_SIZE = 40
 TEST_PASSWORD = "Test-password-2026"
@@ -61,7 +61,7 @@ def form_for(candidate: dict[str, Any], seed: int = 1, **changes: Any) -> dict[s
 async def drain(settings: Settings, pool: asyncpg.Pool, client: Any, within: float = 20.0) -> None:
     """Run a writer over every shard until all streams are empty (or fail after `within` s)."""
     writers = [
-        ShardWriter(settings, pool, queue.StreamShard(client, shard, "test-writer"))
+        ShardWriter(settings, pool, streams.StreamShard(client, shard, "test-writer"))
         for shard in range(settings.stream_shards)
     ]
     for writer in writers:
@@ -82,7 +82,7 @@ async def drain(settings: Settings, pool: asyncpg.Pool, client: Any, within: flo
         while True:
             busy = await step()
             lengths = await asyncio.gather(
-                *(client.xlen(queue.stream_key(s)) for s in range(settings.stream_shards))
+                *(client.xlen(streams.stream_key(s)) for s in range(settings.stream_shards))
             )
             if not busy and not any(lengths):
                 return

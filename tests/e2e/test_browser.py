@@ -19,7 +19,7 @@ import httpx
 import pytest
 import redis
 
-from engine import queue
+from engine.adapters import streams
 from tests.e2e.web_stack import DESKTOP, PHONE, SCREENSHOTS, chromium, processes, shoot
 from tests.support import TEST_PASSWORD, form_for
 
@@ -67,7 +67,7 @@ def _wait_drained(redis_url: str, shard: int) -> None:
     client = redis.Redis.from_url(redis_url)
     try:
         deadline = time.monotonic() + 30
-        while client.xlen(queue.stream_key(shard)):
+        while client.xlen(streams.stream_key(shard)):
             assert time.monotonic() < deadline, "the writer did not drain the shard"
             time.sleep(0.1)
     finally:

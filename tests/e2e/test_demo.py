@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.embedded import EmbeddedServices
-from engine.rostergen import generate_roster, sample_form
+from engine.adapters.embedded import EmbeddedServices
+from engine.domain.rostergen import generate_roster, sample_form
 
 pytestmark = pytest.mark.slow
 

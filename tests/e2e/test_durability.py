@@ -25,7 +25,7 @@ import psutil
 import pytest
 import redis
 
-from engine import queue
+from engine.adapters import streams
 from tests.conftest import Servers
 from tests.support import TEST_PASSWORD, form_for
 
@@ -214,12 +214,12 @@ async def test_no_acknowledged_submission_is_lost_or_duplicated_through_crashes(
     try:
         deadline = time.monotonic() + 60
         while True:
-            lengths = [client.xlen(queue.stream_key(s)) for s in range(8)]
+            lengths = [client.xlen(streams.stream_key(s)) for s in range(8)]
             if not any(lengths):
                 break
             assert time.monotonic() < deadline, f"streams not drained: {lengths}"
             await asyncio.sleep(0.2)
-        dead = sum(client.xlen(queue.dead_key(s)) for s in range(8))
+        dead = sum(client.xlen(streams.dead_key(s)) for s in range(8))
     finally:
         client.close()
     assert dead == 0

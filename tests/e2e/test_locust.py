@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 import redis
 
-from engine import store
-from engine.auth import make_hasher
+from engine.adapters import store
+from engine.adapters.passwords import make_hasher
 from engine.settings import load
 from tests.conftest import Servers, database_copy, write_credentials
 from tests.e2e.test_durability import _free_port

@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
-from engine import store
-from engine.auth import make_hasher
+from engine.adapters import store
+from engine.adapters.passwords import make_hasher
+from engine.adapters.support_store import fold_name
 from engine.settings import load
-from engine.support_store import fold_name
 from tests.e2e.web_stack import PHONE, chromium, processes, shoot
 from tests.support import TEST_PASSWORD, form_for
 

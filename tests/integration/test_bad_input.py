@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from engine import queue, store
+from engine.adapters import store, streams
 from engine.settings import Settings, Window
 from tests.conftest import Harness, make_harness
 from tests.support import drain, form_for
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def _stream_total(aredis: Any, settings: Settings) -> int:
-    return sum([await aredis.xlen(queue.stream_key(s)) for s in range(settings.stream_shards)])
+    return sum([await aredis.xlen(streams.stream_key(s)) for s in range(settings.stream_shards)])
 
 
 BAD_BODIES: list[tuple[str, bytes, dict[str, str], int, str]] = [

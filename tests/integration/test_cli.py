@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from engine.cli import main
+from engine.runtime.cli import main
 
 
 @pytest.fixture

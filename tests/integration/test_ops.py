@@ -12,8 +12,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from engine.auth import make_hasher
-from engine.cli import main
+from engine.adapters.passwords import make_hasher
+from engine.runtime.cli import main
 from engine.settings import Settings
 from tests.conftest import Harness, make_harness
 from tests.support import drain, form_for

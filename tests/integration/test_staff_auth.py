@@ -8,9 +8,9 @@ import asyncpg
 import pytest
 from starlette.requests import Request
 
-from engine.auth import make_hasher
+from engine.adapters.passwords import make_hasher
 from engine.errors import Forbidden, Unauthenticated
-from engine.staff_api import require_staff
+from engine.http.staff import require_staff
 from tests.conftest import Harness
 
 pytestmark = pytest.mark.anyio

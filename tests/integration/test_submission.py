@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from engine import queue
+from engine.adapters import streams
 from tests.conftest import Harness
 from tests.support import drain, form_for
 
@@ -100,7 +100,7 @@ async def test_missing_or_unusable_idempotency_key_is_400_and_enqueues_nothing(
     assert response.status_code == 400
     assert response.json()["code"] == "idempotency_key_required"
     shard = harness.settings.shard_of(candidate["candidate_id"])
-    assert await aredis.xlen(queue.stream_key(shard)) == 0
+    assert await aredis.xlen(streams.stream_key(shard)) == 0
 
 
 async def test_each_edit_gets_the_next_version(

@@ -7,9 +7,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from engine import queue
-from engine.auth import make_hasher
-from engine.queue import StreamShard
+from engine.adapters import streams
+from engine.adapters.passwords import make_hasher
+from engine.adapters.streams import StreamShard
 from tests.conftest import Harness
 from tests.support import TEST_PASSWORD, drain, form_for
 
@@ -101,7 +101,7 @@ async def test_name_search_ignores_accents_and_case(
     harness: Harness, desk: dict[str, dict[str, str]], roster: list[dict[str, Any]]
 ) -> None:
     target = next(c for c in roster if any(ord(ch) > 127 for ch in c["full_name"]))
-    from engine.support_store import fold_name
+    from engine.adapters.support_store import fold_name
 
     plain = fold_name(target["full_name"])  # e.g. "nguyen thi thu ha"
     assert plain.isascii() and plain != target["full_name"]
@@ -297,7 +297,7 @@ async def test_pipeline_state_queued_pending_persisted_and_dead_lettered(
     dead = await state(b)
     assert dead["state"] == "dead_lettered" and dead["receipt_id"] == rid
     assert dead["reason"].startswith("23514")
-    assert await aredis.xlen(queue.dead_key(dead["shard"])) == 1
+    assert await aredis.xlen(streams.dead_key(dead["shard"])) == 1
 
 
 async def test_password_reset_issues_a_one_time_password_and_revokes_sessions(

@@ -3,7 +3,7 @@ audit, masking, the pipeline state and bad input.
 
 Each test drives the pages the way a browser does (form posts, cookies, redirects) and checks the
 audit log, the session store and the JSON API afterwards, so the pages are proven to go through
-the desk's one path (`engine.support_desk`) and its rules.
+the desk's one path (`engine.services.support_desk`) and its rules.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import asyncpg
 import httpx
 import pytest
 
-from engine import store
-from engine.auth import make_hasher
+from engine.adapters import store
+from engine.adapters.passwords import make_hasher
+from engine.adapters.support_store import fold_name
 from engine.settings import Settings
-from engine.support_store import fold_name
 from tests.conftest import Harness, make_harness
 from tests.support import drain, form_for, hidden
 

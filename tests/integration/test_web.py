@@ -19,8 +19,9 @@ import asyncpg
 import httpx
 import pytest
 
-from engine import queue, webform
-from engine.registration import CandidateContext, validate_registration
+from engine.adapters import streams
+from engine.domain.registration import CandidateContext, validate_registration
+from engine.pages import webform
 from engine.settings import Settings, Window
 from tests.conftest import Harness, make_harness
 from tests.support import HIDDEN_INPUT, TEST_PASSWORD, drain, form_for, hidden
@@ -58,7 +59,7 @@ async def logged_in(harness: Harness, pool: asyncpg.Pool, candidate: dict[str, A
 
 
 async def queued_entries(client: Any) -> int:
-    return sum([await client.xlen(queue.stream_key(s)) for s in range(8)])
+    return sum([await client.xlen(streams.stream_key(s)) for s in range(8)])
 
 
 def set_cookie(response: httpx.Response, name: str) -> str:

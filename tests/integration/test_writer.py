@@ -11,10 +11,10 @@ import asyncpg
 import orjson
 import pytest
 
-from engine import queue, store
-from engine.entries import VersionRow
-from engine.queue import StreamShard
-from engine.writer import ShardWriter
+from engine.adapters import store, streams
+from engine.adapters.streams import StreamShard
+from engine.domain.entries import VersionRow
+from engine.runtime.writer import ShardWriter
 from tests.conftest import Harness
 from tests.support import drain, form_for
 
@@ -113,7 +113,7 @@ async def test_poison_entry_is_dead_lettered_without_blocking_its_batch(
         )
     # A well-formed entry the database must refuse: the candidate is not on the roster (FK).
     await aredis.xadd(
-        queue.stream_key(0),
+        streams.stream_key(0),
         {
             "cid": "999999",
             "v": "1",
@@ -126,9 +126,9 @@ async def test_poison_entry_is_dead_lettered_without_blocking_its_batch(
         },
     )
     # One that is not even decodable, and one whose version overflows the integer column.
-    await aredis.xadd(queue.stream_key(0), {"cid": "x"})
+    await aredis.xadd(streams.stream_key(0), {"cid": "x"})
     await aredis.xadd(
-        queue.stream_key(0),
+        streams.stream_key(0),
         {
             "cid": str(good[0]["candidate_id"]),
             "v": "3000000000",
@@ -154,13 +154,13 @@ async def test_poison_entry_is_dead_lettered_without_blocking_its_batch(
         r["candidate_id"] for r in await pool.fetch("SELECT candidate_id FROM registrations")
     }
     assert persisted == {c["candidate_id"] for c in good}
-    dead = await aredis.xrange(queue.dead_key(0))
+    dead = await aredis.xrange(streams.dead_key(0))
     reasons = sorted(fields["reason"] for _, fields in dead)
     assert len(dead) == 3
     assert reasons[0].startswith("23503")  # foreign_key_violation, after writer_max_deliveries
     assert reasons[1].startswith("malformed") and reasons[2].startswith("malformed")
-    assert await aredis.xlen(queue.stream_key(0)) == 0
-    summary = await aredis.xpending(queue.stream_key(0), queue.GROUP)
+    assert await aredis.xlen(streams.stream_key(0)) == 0
+    summary = await aredis.xpending(streams.stream_key(0), streams.GROUP)
     assert summary["pending"] == 0
 
 
@@ -181,9 +181,9 @@ async def test_entries_are_trimmed_only_after_commit(
     assert len(entries) == 1
     # Delivered but not committed: a trim must keep it.
     await shard.trim()
-    assert await aredis.xlen(queue.stream_key(shard_no)) == 1
+    assert await aredis.xlen(streams.stream_key(shard_no)) == 1
     await ShardWriter(harness.settings, pool, shard).process(entries)
-    assert await aredis.xlen(queue.stream_key(shard_no)) == 0
+    assert await aredis.xlen(streams.stream_key(shard_no)) == 0
     assert await pool.fetchval("SELECT count(*) FROM registration_versions") == 1
 
 
@@ -211,17 +211,17 @@ async def test_a_dead_writers_entries_are_claimed_by_another(
 
 
 async def test_writer_refuses_redis_that_would_lose_acknowledged_entries(aredis: Any) -> None:
-    await queue.check_durability(aredis)  # the test server is configured correctly
+    await streams.check_durability(aredis)  # the test server is configured correctly
     await aredis.config_set("appendfsync", "everysec")
     try:
-        with pytest.raises(queue.DurabilityError, match="appendfsync"):
-            await queue.check_durability(aredis)
+        with pytest.raises(streams.DurabilityError, match="appendfsync"):
+            await streams.check_durability(aredis)
     finally:
         await aredis.config_set("appendfsync", "always")
     await aredis.config_set("maxmemory-policy", "allkeys-lru")
     try:
-        with pytest.raises(queue.DurabilityError, match="noeviction"):
-            await queue.check_durability(aredis)
+        with pytest.raises(streams.DurabilityError, match="noeviction"):
+            await streams.check_durability(aredis)
     finally:
         await aredis.config_set("maxmemory-policy", "noeviction")
 

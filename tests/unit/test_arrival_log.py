@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine.api import ArrivalLog
+from engine.http.gate import ArrivalLog
 from engine.settings import load
 from loadtest.profiles import Arrival, parse_arrivals
 

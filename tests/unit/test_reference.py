@@ -1,5 +1,5 @@
-"""Unit tests of `engine.reference`: the code lists of domain.md §7 and the migration rendered from
-them."""
+"""Unit tests of `engine.domain.reference`: the code lists of domain.md §7 and the migration
+rendered from them."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import reference
-from engine.reference import (
+from engine.domain import reference
+from engine.domain.reference import (
     CCCD_PROVINCE_CODES,
     CERTIFICATES,
     ETHNICITIES,
@@ -21,15 +21,17 @@ from engine.reference import (
     schools,
 )
 
-MIGRATION = Path(__file__).resolve().parents[2] / "schema" / "0002_reference.sql"
+MIGRATION = (
+    Path(__file__).resolve().parents[2] / "engine" / "adapters" / "schema" / "0002_reference.sql"
+)
 
 
 def test_the_committed_migration_is_the_rendering() -> None:
     # Bytes, not read_text(): newline translation would hide a CRLF checkout.
     committed = MIGRATION.read_bytes().decode("utf-8")
     assert committed == render_sql(), (
-        "schema/0002_reference.sql is stale; regenerate with "
-        "`python -m engine.reference > schema/0002_reference.sql`"
+        "engine/adapters/schema/0002_reference.sql is stale; regenerate with "
+        "`python -m engine.domain.reference > engine/adapters/schema/0002_reference.sql`"
     )
 
 

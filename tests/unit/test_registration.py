@@ -1,4 +1,5 @@
-"""Unit tests of `engine.registration`: every form rule, accepted and rejected, with error paths."""
+"""Unit tests of `engine.domain.registration`: every form rule, accepted and rejected, with error
+paths."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from engine import reference
-from engine.errors import InvalidRegistration
-from engine.registration import (
+from engine.domain import reference
+from engine.domain.registration import (
     FIELDS,
     CandidateContext,
     Catalog,
     check_national_id,
     validate_registration,
 )
+from engine.errors import InvalidRegistration
 
 TODAY = date(2026, 4, 1)
 NATIONAL_ID = "001308012345"  # Hà Nội, female born in the 2000s (3), year 08

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from engine import reference
-from engine.rostergen import RosterEntry, _NationalIds, generate_roster, sample_form
+from engine.domain import reference
+from engine.domain.rostergen import RosterEntry, _NationalIds, generate_roster, sample_form
 
 ROSTER_SIZE = 200_000
 EXAM_YEAR = 2026
@@ -298,8 +298,8 @@ def test_sample_form_reference_fields_and_shares(forms: list[tuple[RosterEntry, 
 
 
 def test_sample_forms_pass_the_registration_validator(roster: list[RosterEntry]) -> None:
+    from engine.domain.registration import CandidateContext, Catalog, validate_registration
     from engine.errors import InvalidRegistration
-    from engine.registration import CandidateContext, Catalog, validate_registration
 
     catalog = Catalog.from_reference()
     today = date(EXAM_YEAR, 4, 21)

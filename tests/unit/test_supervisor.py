@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.supervisor import Child, Supervisor, prepare_metrics_dir
+from engine.runtime.supervisor import Child, Supervisor, prepare_metrics_dir
 
 
 def test_a_child_that_exits_is_restarted_and_all_stop_on_request(tmp_path: Path) -> None:

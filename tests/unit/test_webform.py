@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from engine import i18n, webform
+from engine.domain.registration import FIELDS, CandidateContext, Catalog, validate_registration
+from engine.domain.rostergen import generate_roster, sample_form
 from engine.errors import FieldError, InvalidRegistration
-from engine.registration import FIELDS, CandidateContext, Catalog, validate_registration
-from engine.rostergen import generate_roster, sample_form
+from engine.pages import i18n, webform
 
 CATALOG = Catalog.from_reference()
 TODAY = date(2026, 3, 1)

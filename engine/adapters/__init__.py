@@ -1,0 +1,1 @@
+"""The only importers of redis, asyncpg, argon2 and prometheus-client."""

@@ -1,0 +1,48 @@
+"""The drivers' connection types and failures, named once for the layers above the adapters.
+
+Owns nothing but names: the pool and client types the `Services` container holds, and the tuples
+of exceptions that mean "Redis (or PostgreSQL) did not do it" — down, timed out, refused — which
+the application maps to 503 `unavailable`. Layers above `engine.adapters` import these instead of
+redis or asyncpg, so the drivers stay behind this package (the layering contract in pyproject).
+"""
+
+from __future__ import annotations
+
+from typing import Final, TypeAlias
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis import exceptions as redis_exceptions
+
+# The drivers' own exception classes, for code that must tell one failure from another (the
+# writer counts Redis and PostgreSQL errors apart and splits a batch only on a refused statement).
+RedisError = redis_exceptions.RedisError
+PostgresError = asyncpg.PostgresError
+InterfaceError = asyncpg.InterfaceError
+DataError = asyncpg.exceptions.DataError
+PostgresConnectionError = asyncpg.PostgresConnectionError
+
+Pool: TypeAlias = asyncpg.Pool
+Connection: TypeAlias = asyncpg.Connection
+Redis: TypeAlias = aioredis.Redis
+
+REDIS_ERRORS: Final[tuple[type[BaseException], ...]] = (RedisError, OSError, TimeoutError)
+"""Redis was unreachable, timed out or refused the command."""
+
+POSTGRES_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+)
+"""PostgreSQL was unreachable, timed out, or refused the statement (any SQLSTATE)."""
+
+
+BACKEND_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    RedisError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+)
+"""Either backend failed: the request did not happen and the client may retry (503)."""

@@ -1,0 +1,121 @@
+"""The Starlette application: the one place that lists routes, middleware and error handlers.
+
+Owns the app's lifespan (the process's `Services`, the loop-lag sampler, the memory watch) and the
+one place errors become `application/problem+json`: our errors with their status and code, a
+failed backend as 503 `unavailable`, anything else as a bare 500 without a trace. Routes live in
+`engine.http` (JSON) and `engine.pages` (HTML); this module only composes them (layers: see
+docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from engine.adapters import backend, metrics
+from engine.errors import ExamregError, MethodNotAllowed, NotFound, Unavailable
+from engine.http import candidates, ops, staff, support
+from engine.http.gate import LoopLag, ObservabilityMiddleware, route_name
+from engine.http.responses import api_language, problem, services
+from engine.pages import candidate as candidate_pages
+from engine.pages import page
+from engine.pages import support as support_pages
+from engine.services.container import build_services, close_services, watch_memory
+from engine.settings import Settings
+
+log = logging.getLogger("examreg.api")
+
+
+async def _on_examreg_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ExamregError)
+    return problem(exc, api_language(request))
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    mapped: ExamregError = MethodNotAllowed() if exc.status_code == 405 else NotFound()
+    if exc.status_code not in (404, 405):
+        mapped = ExamregError(detail_en=str(exc.detail))
+    return problem(mapped, api_language(request))
+
+
+async def _on_backend_error(request: Request, exc: Exception) -> Response:
+    """Redis or PostgreSQL failed (down, timed out, or refused a write such as an audit row):
+    the request did not happen, and the client may retry."""
+    log.error("backend %s on %s %s", type(exc).__name__, request.method, route_name(request.scope))
+    failure = Unavailable(retry_after=services(request).settings.retry_after_seconds)
+    return problem(failure, api_language(request))
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    # Logged without the request body: it may carry personal data.
+    log.error(
+        "unhandled %s on %s %s", type(exc).__name__, request.method, route_name(request.scope)
+    )
+    return Response(
+        orjson.dumps({"title": "Internal error", "status": 500, "code": "internal_error"}),
+        500,
+        media_type="application/problem+json",
+    )
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The ASGI application for `settings`: the one place that lists every route."""
+    lag = LoopLag(settings.max_event_loop_lag_ms / 1000)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        svc = await build_services(settings)
+        svc._tasks.append(asyncio.create_task(watch_memory(svc)))
+        svc._tasks.append(asyncio.create_task(lag.run()))
+        svc._tasks.append(asyncio.create_task(svc.sampler.run()))
+        metrics.API_PROCESSES.set(1)
+        metrics.LOGIN_HASH_SLOTS.set(settings.login_concurrency)
+        metrics.LOGIN_HASH_LIMIT.set(settings.login_queue_limit)
+        app.state.services = svc
+        app.state.loop_lag = lag
+        try:
+            yield
+        finally:
+            await close_services(svc)
+
+    routes = [
+        *ops.routes,
+        *candidates.routes,
+        *candidate_pages.routes,
+        Mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static"),
+        *staff.routes,
+        *support.routes,
+        *support_pages.routes,
+    ]
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+        ExamregError: _on_examreg_error,
+        HTTPException: _on_http_exception,
+        **{error: _on_backend_error for error in backend.BACKEND_ERRORS},
+        Exception: _on_unexpected,
+    }
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(
+                ObservabilityMiddleware,
+                arrival_log=settings.arrival_log,
+                max_inflight=settings.max_inflight_requests,
+                lag=lag,
+            )
+        ],
+        exception_handlers=handlers,
+        lifespan=lifespan,
+    )

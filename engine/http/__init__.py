@@ -1,0 +1,1 @@
+"""The JSON API: request plumbing, routes, OpenAPI."""

@@ -1,0 +1,137 @@
+"""Candidate endpoints of HTTP API v1 (architecture §6.3): login, profile, registration, receipts.
+
+Owns the candidate's routes: the session, the `Idempotency-Key` header, reading the body, and the
+answers (202 with `Idempotent-Replayed` on a replay). What a submission does — window, validation,
+admission, durable enqueue — is `engine.services.candidates.submit`, which the web form calls too,
+so both reach the queue by one path.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from engine.adapters.sessions import Session
+from engine.errors import ExamregError, IdempotencyKeyRequired, NoRegistration, NotFound
+from engine.http import plumbing
+from engine.http.plumbing import current_session, password_login, read_json, string_fields
+from engine.http.responses import api_language, json_response, services
+from engine.services import candidates
+
+
+async def candidate_session(request: Request) -> Session:
+    return await current_session(request, "candidate")
+
+
+async def login(request: Request) -> Response:
+    svc = services(request)
+    return await password_login(
+        request, "candidate", lambda login_id: candidates.candidate_account(svc, login_id)
+    )
+
+
+async def logout(request: Request) -> Response:
+    return await plumbing.logout(request, "candidate")
+
+
+async def change_password(request: Request) -> Response:
+    svc = services(request)
+    session = await candidate_session(request)
+    fields = string_fields(await read_json(request, 4096), ("current_password", "new_password"))
+    await candidates.set_password(
+        svc, session.subject, fields["current_password"], fields["new_password"]
+    )
+    return Response(status_code=204)
+
+
+# -- profile and registration ----------------------------------------------------------------------
+
+
+async def me(request: Request) -> Response:
+    session = await candidate_session(request)
+    return json_response(await candidates.profile(services(request), session.subject))
+
+
+def _idempotency_key(request: Request) -> str:
+    key = request.headers.get("idempotency-key", "").strip()
+    if not candidates.valid_idempotency_key(key):
+        raise IdempotencyKeyRequired()
+    return key
+
+
+async def submit_registration(request: Request) -> Response:
+    svc = services(request)
+    session = await candidate_session(request)
+    try:
+        key = _idempotency_key(request)
+        candidates.open_phase(svc)  # a closed window refuses before the body is read
+        body = await read_json(request, svc.settings.max_body_bytes)
+    except ExamregError as exc:
+        candidates.count_refusal(exc)
+        raise
+    receipt = await candidates.submit(svc, session, key, body)
+    if receipt.replayed:
+        return json_response(receipt.to_json(), 202, {"Idempotent-Replayed": "true"})
+    return json_response(receipt.to_json(), 202)
+
+
+async def get_registration(request: Request) -> Response:
+    session = await candidate_session(request)
+    registration = await candidates.newest_registration(services(request), session.subject)
+    if registration is None:
+        raise NoRegistration()
+    return json_response(registration)
+
+
+async def get_receipt(request: Request) -> Response:
+    session = await candidate_session(request)
+    receipt_id = request.path_params["receipt_id"]
+    receipt = await candidates.receipt_status(services(request), session.subject, receipt_id)
+    if receipt is None:
+        raise NotFound()
+    if receipt["status"] == "queued":  # the contract's queued receipt: no times yet
+        return json_response({k: receipt[k] for k in ("receipt_id", "version", "status")})
+    return json_response(receipt)
+
+
+# -- public reference and window ----------------------------------------------------------------
+
+
+async def reference(request: Request) -> Response:
+    svc = services(request)
+    headers = {"ETag": svc.reference_etag, "Cache-Control": "public, max-age=300"}
+    if request.headers.get("if-none-match") == svc.reference_etag:
+        return Response(status_code=304, headers=headers)
+    return Response(svc.reference_body, headers=headers, media_type="application/json")
+
+
+async def window(request: Request) -> Response:
+    w = services(request).settings.window
+    phase = w.phase(datetime.now(UTC))
+    opens, closes = w.bounds(phase)
+    return json_response(
+        {
+            "phase": phase,
+            "opens_at": opens.isoformat() if opens else None,
+            "closes_at": closes.isoformat() if closes else None,
+            "trial_opens_at": w.trial_opens_at.isoformat() if w.trial_opens_at else None,
+            "trial_closes_at": w.trial_closes_at.isoformat() if w.trial_closes_at else None,
+            "lang": api_language(request),
+        }
+    )
+
+
+routes = [
+    Route("/api/v1/auth/login", login, methods=["POST"]),
+    Route("/api/v1/auth/logout", logout, methods=["POST"]),
+    Route("/api/v1/auth/password", change_password, methods=["POST"]),
+    Route("/api/v1/me", me, methods=["GET"]),
+    Route("/api/v1/me/registration", submit_registration, methods=["PUT"]),
+    Route("/api/v1/me/registration", get_registration, methods=["GET"]),
+    Route("/api/v1/me/receipts/{receipt_id}", get_receipt, methods=["GET"]),
+    Route("/api/v1/reference", reference, methods=["GET"]),
+    Route("/api/v1/window", window, methods=["GET"]),
+]

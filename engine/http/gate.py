@@ -1,0 +1,204 @@
+"""The middleware in front of every route: request metrics, security headers, the overload gate.
+
+Owns counting and timing requests by route template, the opt-in anonymised arrival log, the
+event-loop lag sampler and the per-process admission gate that sheds `/api/` requests with 503
+`overloaded` when this process is saturated. It must not know what any route does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from pathlib import Path
+from typing import TextIO
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from engine.adapters import metrics
+from engine.domain import capacity
+from engine.errors import Overloaded
+from engine.http.responses import api_language, problem
+
+
+def route_name(scope: Scope) -> str:
+    """The matched route's template (never the path: it may carry an ID), or `unmatched`."""
+    route = scope.get("route")
+    return getattr(route, "path", "unmatched")
+
+
+class ArrivalLog:
+    """Opt-in (`EXAMREG_ARRIVAL_LOG`) anonymised arrivals, replayed by loadtest/locust_openloop.py.
+
+    One line per request: epoch seconds, method, route template, status; never a path, query,
+    header or body, so no personal data. Each process appends to `<path>.<pid>` through a 256 KiB
+    buffer flushed about once a second and at shutdown: the request path pays a string format.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._file: TextIO | None = None
+        self._flushed = 0.0
+
+    def append(self, method: str, route: str, status: int) -> None:
+        now = time.time()
+        if self._file is None:
+            self._file = open(f"{self._path}.{os.getpid()}", "a", buffering=262_144)  # noqa: SIM115
+        self._file.write(f"{now:.3f}\t{method}\t{route}\t{status}\n")
+        if now - self._flushed >= 1.0:
+            self._flushed = now
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class LoopLag:
+    """How late this process's event loop runs a short timer: CPU saturation, measured directly.
+
+    `saturated` holds once `samples` consecutive samples are each later than `limit` seconds, so a
+    single stall (a collection, a slow import) sheds nothing while a sustained overload does.
+    """
+
+    def __init__(self, limit: float, samples: int = 3, interval: float = 0.02) -> None:
+        self.limit = limit
+        self.samples = samples
+        self.interval = interval
+        self.lag = 0.0
+        self._late = 0
+
+    @property
+    def saturated(self) -> bool:
+        return self.limit > 0 and self._late >= self.samples
+
+    def record(self, lag: float) -> None:
+        self.lag = lag
+        self._late = self._late + 1 if lag > self.limit else 0
+        metrics.API_EVENT_LOOP_LAG.set(lag)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(self.interval)
+            self.record(max(0.0, loop.time() - started - self.interval))
+
+
+class ObservabilityMiddleware:
+    """Counts and times every request by route template, sets the security headers, and sheds
+    API requests when this process is saturated.
+
+    The gate is what keeps a spike polite when the API itself is the bottleneck (the backlog and
+    memory limits only see the writers falling behind): past `max_inflight` requests under way, or
+    while the event loop runs late (`lag.saturated`), a new `/api/` request is answered at once
+    with 503 `overloaded` and `Retry-After` instead of joining an event-loop queue where every
+    request, admitted or not, would wait seconds and end in a timeout. Pages are counted but never
+    refused here: their handlers keep the candidate's typed form on the friendly retry page.
+    Health, readiness, metrics and the password-hashing routes are exempt (`_UNGATED`).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        arrival_log: Path | None = None,
+        max_inflight: int = 0,
+        lag: LoopLag | None = None,
+    ) -> None:
+        self.app = app
+        self.arrivals = ArrivalLog(arrival_log) if arrival_log else None
+        self.max_inflight = max_inflight
+        self.lag = lag or LoopLag(0)
+        self.inflight = 0
+        self._rng = random.Random()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                if self.arrivals is not None and scope["type"] == "lifespan":
+                    self.arrivals.close()  # the lifespan returns at shutdown
+            return
+        started = time.perf_counter()
+        status = 500
+        path: str = scope["path"]
+        gated = path not in _UNGATED and not path.startswith("/static/")
+        busy = gated and (
+            (self.max_inflight and self.inflight >= self.max_inflight) or self.lag.saturated
+        )
+        if busy and path.startswith("/api/"):
+            await self._shed(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = message.setdefault("headers", [])
+                headers.extend(_SECURITY_HEADERS)
+            await send(message)
+
+        if gated:
+            self.inflight += 1
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if gated:
+                self.inflight -= 1
+            route = route_name(scope)
+            method = scope["method"]
+            metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
+            metrics.HTTP_LATENCY.labels(route, method).observe(time.perf_counter() - started)
+            if self.arrivals is not None:
+                self.arrivals.append(method, route, status)
+
+    async def _shed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """503 `overloaded` before routing, session or body: the cheapest answer there is."""
+        request = Request(scope)
+        floor = request.app.state.services.settings.retry_after_seconds
+        wait = capacity.retry_after(excess=0.0, drain_rate=None, floor=floor, rng=self._rng)
+        response = problem(
+            Overloaded(retry_after=wait, extra={"reason": "busy"}), api_language(request)
+        )
+        response.headers.update({k.decode(): v.decode() for k, v in _SECURITY_HEADERS})
+        method = scope["method"]
+        if method == "PUT" and scope["path"] == "/api/v1/me/registration":
+            metrics.SUBMISSIONS_SHED.labels("busy").inc()
+        metrics.HTTP_REQUESTS.labels("shed", method, "503").inc()
+        await response(scope, receive, send)
+        if self.arrivals is not None:
+            self.arrivals.append(method, "shed", 503)
+
+
+# Exempt from the gate: operations endpoints, and the routes that hash a password, which wait for
+# a hash slot off the event loop and have their own limit (EXAMREG_LOGIN_QUEUE_LIMIT): a burst of
+# logins at the window's opening must not count as load on the loop and shed everything else.
+_UNGATED = frozenset(
+    {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/v1/auth/login",
+        "/api/v1/auth/password",
+        "/api/v1/staff/login",
+        "/api/v1/staff/password",
+        "/login",
+        "/password",
+        "/support/login",
+        "/support/password",
+    }
+)
+
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    ),
+]

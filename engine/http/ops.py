@@ -1,0 +1,114 @@
+"""Operations endpoints: health, readiness, metrics, the OpenAPI document, the capacity forecast.
+
+Owns `/healthz` (process alive), `/readyz` (Redis and PostgreSQL reachable), `/metrics`
+(Prometheus text, with the streams' facts read at scrape time), `/openapi.json` and
+`GET /api/v1/ops/capacity` (operator and admin staff; the numbers come from
+`engine.adapters.telemetry` and the model from `engine.domain.capacity`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from engine.adapters import backend, metrics, streams
+from engine.errors import FieldError, InvalidRequest, Unavailable
+from engine.http import openapi
+from engine.http.responses import json_response, services
+from engine.http.staff import require_staff
+
+OPERATORS = frozenset({"operator", "admin"})
+
+
+def _target_seconds(request: Request) -> float | None:
+    raw = request.query_params.get("target_seconds")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 1 <= value <= 86_400:
+        raise InvalidRequest(
+            errors=(
+                FieldError(
+                    "target_seconds",
+                    "out_of_range",
+                    "Cần một số giây từ 1 đến 86400.",
+                    "Expected a number of seconds from 1 to 86400.",
+                ),
+            )
+        )
+    return value
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    svc = services(request)
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(2):
+            await svc.redis.ping()
+        checks["redis"] = "ok"
+    except backend.REDIS_ERRORS as exc:
+        checks["redis"] = type(exc).__name__
+    try:
+        async with asyncio.timeout(2):
+            await svc.pool.fetchval("SELECT 1")
+        checks["postgres"] = "ok"
+    except backend.POSTGRES_ERRORS as exc:
+        checks["postgres"] = type(exc).__name__
+    ready = all(v == "ok" for v in checks.values())
+    return json_response(
+        {"status": "ready" if ready else "not_ready", **checks}, 200 if ready else 503
+    )
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    svc = services(request)
+    svc.sampler.refresh_gauges()  # this process's pool and CPU as of now; others' within 5 s
+    collector: metrics.QueueCollector | None = None
+    try:
+        async with asyncio.timeout(2):
+            stats = await streams.shard_stats(svc.redis, svc.settings.stream_shards)
+            memory = await streams.memory_usage(svc.redis)
+        collector = metrics.QueueCollector(
+            stats,
+            memory,
+            backlog_limit=svc.settings.max_backlog_per_shard,
+            writers=svc.sampler.writers,
+        )
+    except backend.REDIS_ERRORS:
+        collector = None  # the process metrics are still worth serving
+    body, content_type = metrics.render(collector)
+    return Response(body, media_type=content_type)
+
+
+async def openapi_endpoint(request: Request) -> Response:
+    return json_response(openapi.document())
+
+
+async def capacity(request: Request) -> Response:
+    """The capacity forecast: rates, backlog, time to the limit, deadline projection, advice."""
+    await require_staff(request, OPERATORS)
+    target = _target_seconds(request)
+    try:
+        forecast = await services(request).sampler.forecast(target)
+    except backend.REDIS_ERRORS as exc:
+        raise Unavailable(extra={"reason": type(exc).__name__}) from exc
+    return json_response(forecast.to_json())
+
+
+routes = [
+    Route("/healthz", healthz),
+    Route("/readyz", readyz),
+    Route("/metrics", metrics_endpoint),
+    Route("/openapi.json", openapi_endpoint),
+    Route("/api/v1/ops/capacity", capacity, methods=["GET"]),
+]

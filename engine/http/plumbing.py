@@ -1,0 +1,149 @@
+"""Request reading and session plumbing shared by the JSON endpoints and the pages.
+
+Owns: reading a body safely (size limit; JSON: content type, UTF-8), required string fields, the
+session token (Bearer header or cookie) and cookie, and the JSON face of the one password-login
+flow (`engine.services.accounts.authenticate`: throttle → look up → verify off the loop → rotate
+the session with a fresh CSRF token). It must not know what a registration is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from engine.adapters.sessions import Session
+from engine.errors import (
+    FieldError,
+    InvalidRequest,
+    MalformedRequest,
+    PayloadTooLarge,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
+from engine.http.responses import json_response, services
+from engine.services.accounts import Account, authenticate
+from engine.types import SessionKind
+
+COOKIES: dict[SessionKind, str] = {"candidate": "examreg_session", "staff": "examreg_staff_session"}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing (413) what is larger than `limit` bytes, declared or streamed."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise PayloadTooLarge()
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge()
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise MalformedRequest() from exc
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The body as JSON, refusing what is too large, not JSON, or not UTF-8."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType()
+    body = await read_body(request, limit)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest() from exc
+
+
+def string_fields(body: Any, names: tuple[str, ...]) -> dict[str, str]:
+    """The named non-empty string fields of a JSON object, or every missing one as an error."""
+    if not isinstance(body, dict):
+        raise MalformedRequest()
+    errors = [
+        FieldError(name, "required", "Vui lòng nhập thông tin này.", "This field is required.")
+        for name in names
+        if not isinstance(body.get(name), str) or not body[name]
+    ]
+    if errors:
+        raise InvalidRequest(errors=tuple(errors))
+    return {name: body[name] for name in names}
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _token(request: Request, kind: SessionKind) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return request.cookies.get(COOKIES[kind])
+
+
+async def current_session(request: Request, kind: SessionKind) -> Session:
+    """The caller's live session of this kind; a token of the other kind is no session at all."""
+    token = _token(request, kind)
+    if not token or len(token) > 64:
+        raise Unauthenticated()
+    session = await services(request).sessions.get(token, kind)
+    if session is None:
+        raise Unauthenticated()
+    return session
+
+
+def set_session_cookie(
+    response: Response, request: Request, kind: SessionKind, token: str, max_age: int
+) -> None:
+    """The session cookie: HttpOnly, SameSite=Lax, Secure whenever the request came over HTTPS."""
+    response.set_cookie(
+        COOKIES[kind],
+        token,
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+async def password_login(
+    request: Request,
+    kind: SessionKind,
+    lookup: Callable[[str], Awaitable[Account | None]],
+    login_field: str = "login",
+) -> Response:
+    """The JSON login endpoints: `authenticate`, answered with the token and the cookie."""
+    svc = services(request)
+    fields = string_fields(await read_json(request, 4096), (login_field, "password"))
+    login = await authenticate(
+        svc,
+        kind,
+        fields[login_field].strip(),
+        fields["password"][:128],
+        client_address(request),
+        lookup,
+    )
+    response = json_response(
+        {
+            "token": login.token,
+            "expires_at": datetime.fromtimestamp(login.expires, UTC).isoformat(),
+            "must_change_password": login.account.must_change_password,
+        }
+    )
+    set_session_cookie(response, request, kind, login.token, svc.settings.session_absolute_seconds)
+    return response
+
+
+async def logout(request: Request, kind: SessionKind) -> Response:
+    session = await current_session(request, kind)
+    await services(request).sessions.revoke(session)
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIES[kind], path="/")
+    return response

@@ -1,0 +1,50 @@
+"""How the JSON API answers: bodies, problems, the container, the language of a message.
+
+Owns `json_response`, the one rendering of an `ExamregError` as `application/problem+json`
+(with `Retry-After` from `retry_headers`, which the pages use too), the API's language rule
+(`api_language`: `?lang=`, then `Accept-Language`) and `services`, the handlers' way to the
+process's `Services` container. It must not know any route.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from engine.errors import ExamregError
+from engine.services.container import Services
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def api_language(request: Request) -> str:
+    """`?lang=en` or an English Accept-Language switches messages to English; Vietnamese first."""
+    lang = request.query_params.get("lang")
+    if lang in ("vi", "en"):
+        return lang
+    accept = request.headers.get("accept-language", "")
+    return "en" if accept.lower().startswith("en") else "vi"
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+
+
+def retry_headers(exc: ExamregError) -> dict[str, str]:
+    """`Retry-After` for an error that carries one (overload, throttling), else nothing."""
+    return {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
+
+
+def problem(exc: ExamregError, lang: str) -> Response:
+    return Response(
+        orjson.dumps(exc.to_problem(lang)),
+        exc.status,
+        headers=retry_headers(exc) or None,
+        media_type="application/problem+json",
+    )

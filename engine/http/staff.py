@@ -1,0 +1,54 @@
+"""Staff accounts on HTTP API v1: login, logout, password, and the role check other routes use.
+
+Owns `POST /api/v1/staff/login|logout|password` (the candidates' login flow with the staff kind)
+and `require_staff`, which support-desk and operator endpoints call with the roles they admit.
+What a role allows is `engine.services.staff`'s.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from engine.http import plumbing
+from engine.http.plumbing import current_session, password_login, read_json, string_fields
+from engine.http.responses import services
+from engine.services.staff import ROLES, StaffSession, set_password, staff_account, staff_of
+
+
+async def require_staff(request: Request, roles: frozenset[str]) -> StaffSession:
+    """The caller's staff session if their role is in `roles`.
+
+    Raises:
+        Unauthenticated: no staff session (a candidate's token does not count).
+        Forbidden: a staff session whose role is not admitted here.
+    """
+    return staff_of(await current_session(request, "staff"), roles)
+
+
+async def login(request: Request) -> Response:
+    svc = services(request)
+    return await password_login(
+        request, "staff", lambda username: staff_account(svc, username), login_field="username"
+    )
+
+
+async def logout(request: Request) -> Response:
+    return await plumbing.logout(request, "staff")
+
+
+async def change_password(request: Request) -> Response:
+    staff = await require_staff(request, ROLES)
+    fields = string_fields(await read_json(request, 4096), ("current_password", "new_password"))
+    await set_password(
+        services(request), staff.staff_id, fields["current_password"], fields["new_password"]
+    )
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/api/v1/staff/login", login, methods=["POST"]),
+    Route("/api/v1/staff/logout", logout, methods=["POST"]),
+    Route("/api/v1/staff/password", change_password, methods=["POST"]),
+]

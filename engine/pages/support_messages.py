@@ -1,0 +1,195 @@
+"""The support console's words in Vietnamese and English, merged into `engine.i18n.CATALOG`.
+
+Owns every string of `engine.pages.support` and `templates/support/`; keys start with `desk_` so
+they cannot collide with the candidate pages'. Split from `engine.i18n` by size. Pure: no IO.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+# key → (Vietnamese, English). `{name}` placeholders are filled by `translate(key, name=...)`.
+DESK_CATALOG: Final[Mapping[str, tuple[str, str]]] = {
+    # chrome
+    "desk_title": ("Bàn hỗ trợ thí sinh", "Candidate support desk"),
+    "desk_nav_search": ("Tìm thí sinh", "Find a candidate"),
+    "desk_role_support": ("hỗ trợ", "support"),
+    "desk_role_school": ("trường {school}", "school {school}"),
+    "desk_role_operator": ("vận hành", "operator"),
+    "desk_role_admin": ("quản trị", "admin"),
+    "desk_yes": ("Có", "Yes"),
+    "desk_no": ("Không", "No"),
+    # login and password
+    "desk_login_title": ("Đăng nhập bàn hỗ trợ", "Support desk login"),
+    "desk_login_intro": (
+        "Dành cho cán bộ hỗ trợ, cán bộ trường và quản trị. Mọi lần tra cứu đều được ghi "
+        "vào nhật ký kiểm tra.",
+        "For support agents, school staff and administrators. Every lookup is written to the "
+        "audit log.",
+    ),
+    "desk_username": ("Tên đăng nhập", "Username"),
+    "desk_login_failed": (
+        "Tên đăng nhập hoặc mật khẩu không đúng.",
+        "The username or the password is wrong.",
+    ),
+    "desk_role_refused": (
+        "Tài khoản này không dùng được bàn hỗ trợ (chỉ dành cho vai trò hỗ trợ, trường và "
+        "quản trị).",
+        "This account cannot use the support desk (support, school and admin roles only).",
+    ),
+    "desk_password_forced": (
+        "Tài khoản mới hoặc vừa được cấp lại mật khẩu: vui lòng đổi mật khẩu trước khi tiếp tục.",
+        "A new or reset account: please change the password before you continue.",
+    ),
+    # search
+    "desk_search_title": ("Tìm thí sinh", "Find a candidate"),
+    "desk_search_intro": (
+        "Tìm theo số định danh, mã thí sinh, họ tên (có dấu hoặc không; thêm ngày sinh để tìm "
+        "chính xác) hoặc trường. Mỗi lần tìm được ghi nhật ký; số định danh được che.",
+        "Search by national ID, candidate ID, name (accents optional; add the date of birth for "
+        "an exact match) or school. Every search is audited; national IDs are masked.",
+    ),
+    "desk_school_scope": (
+        "Tài khoản trường: bạn chỉ thấy thí sinh của trường {school}.",
+        "School account: you see the candidates of school {school} only.",
+    ),
+    "desk_national_id": ("Số định danh cá nhân", "National ID"),
+    "desk_national_id_hint": ("12 chữ số", "12 digits"),
+    "desk_candidate_id": ("Mã thí sinh (trong hệ thống)", "Candidate ID (system)"),
+    "desk_name": ("Họ và tên", "Full name"),
+    "desk_name_hint": (
+        "Có dấu hoặc không dấu, ví dụ nguyen van an; gõ phần đầu cũng được",
+        "With or without accents, e.g. nguyen van an; the beginning is enough",
+    ),
+    "desk_date_of_birth": ("Ngày sinh", "Date of birth"),
+    "desk_date_of_birth_hint": (
+        "Cùng họ tên đầy đủ: tìm chính xác",
+        "With the full name: an exact match",
+    ),
+    "desk_province": ("Tỉnh/thành phố của trường", "School's province"),
+    "desk_school_code": ("Mã trường", "School code"),
+    "desk_school_code_hint": ("3 chữ số, cùng với tỉnh", "3 digits, with the province"),
+    "desk_reason": ("Lý do / số phiếu hỗ trợ", "Reason / ticket reference"),
+    "desk_reason_hint_search": (
+        "Không bắt buộc để tìm, nhưng cần để mở hồ sơ: điền ở đây thì mở được hồ sơ ngay từ "
+        "danh sách kết quả.",
+        "Optional to search, required to open a record: fill it in here to open records "
+        "straight from the results.",
+    ),
+    "desk_reason_hint": (
+        "3–500 ký tự, ví dụ số phiếu hỗ trợ và nội dung cuộc gọi. Được ghi vào nhật ký.",
+        "3–500 characters, e.g. the ticket reference and what the call is about. Audited.",
+    ),
+    "desk_search_button": ("Tìm", "Search"),
+    "desk_invalid": ("Chưa tìm được:", "The search could not run:"),
+    "desk_results": ("Kết quả", "Results"),
+    "desk_results_page": ("Trang {page}", "Page {page}"),
+    "desk_no_results": ("Không tìm thấy thí sinh nào.", "No candidate found."),
+    "desk_col_id": ("Mã TS", "ID"),
+    "desk_col_registration": ("Phiếu đã lưu", "Stored form"),
+    "desk_registration_version": ("Phiên bản {version}", "Version {version}"),
+    "desk_registration_none": ("Chưa có", "None"),
+    "desk_open": ("Mở hồ sơ", "Open record"),
+    "desk_previous": ("Trang trước", "Previous page"),
+    "desk_next": ("Trang sau", "Next page"),
+    # the reason prompt
+    "desk_prompt_detail": ("Mở hồ sơ thí sinh {id}", "Open the record of candidate {id}"),
+    "desk_prompt_reveal": (
+        "Hiện số định danh và số điện thoại của thí sinh {id}",
+        "Reveal the national ID and phone number of candidate {id}",
+    ),
+    "desk_prompt_reset": (
+        "Cấp lại mật khẩu cho thí sinh {id}",
+        "Reset the password of candidate {id}",
+    ),
+    "desk_prompt_intro": (
+        "Mỗi lần xem hồ sơ, hiện thông tin hoặc cấp lại mật khẩu đều được ghi vào nhật ký kiểm tra "
+        "cùng lý do bạn nhập.",
+        "Every record view, reveal and password reset is written to the audit log with the "
+        "reason you give.",
+    ),
+    "desk_open_button": ("Mở hồ sơ", "Open record"),
+    "desk_reveal_button": ("Hiện thông tin", "Reveal"),
+    "desk_reset_button": ("Cấp mật khẩu mới", "Issue a new password"),
+    # the record
+    "desk_viewed_for": ("Lý do (đã ghi nhật ký): {reason}", "Reason (audited): {reason}"),
+    "desk_revealed_notice": (
+        "Số định danh và số điện thoại đang hiện đầy đủ. Lần xem này đã được ghi nhật ký.",
+        "The national ID and phone number are shown in full. This view has been audited.",
+    ),
+    "desk_pipeline": ("Phiếu mới nhất đang ở đâu?", "Where is the newest submission?"),
+    "desk_state_in_stream": (
+        "Đã tiếp nhận, đang chờ ghi vào cơ sở dữ liệu",
+        "Accepted, waiting to be written to the database",
+    ),
+    "desk_state_in_stream_note": (
+        "Phiếu đã được tiếp nhận an toàn và đã được tính; hệ thống sẽ tự ghi vào cơ sở dữ liệu.",
+        "The submission is safely accepted and counts; it will be written to the database.",
+    ),
+    "desk_state_persisted": ("Đã lưu vào cơ sở dữ liệu", "Stored in the database"),
+    "desk_state_persisted_note": ("Phiếu đã được ghi nhận.", "The submission is recorded."),
+    "desk_state_dead_lettered": (
+        "Không ghi được vào cơ sở dữ liệu",
+        "Could not be written to the database",
+    ),
+    "desk_state_dead_lettered_note": (
+        "Phiếu đã được tiếp nhận nhưng cơ sở dữ liệu từ chối. Chuyển bộ phận kỹ thuật kèm mã "
+        "biên nhận.",
+        "Accepted, but the database refused it. Hand it to the technical team with the receipt ID.",
+    ),
+    "desk_state_none": ("Chưa nộp phiếu", "Nothing submitted"),
+    "desk_state_none_note": (
+        "Thí sinh chưa gửi phiếu đăng ký nào.",
+        "The candidate has not submitted a registration.",
+    ),
+    "desk_shard": ("Phân vùng hàng đợi", "Stream shard"),
+    "desk_delivery": ("Trong hàng đợi", "In the stream"),
+    "desk_delivery_waiting": ("Đang chờ bộ ghi", "Waiting for a writer"),
+    "desk_delivery_pending": (
+        "Bộ ghi {consumer} đang xử lý (lần giao {deliveries}, {idle} giây)",
+        "Writer {consumer} has it (delivery {deliveries}, {idle} s)",
+    ),
+    "desk_age": ("Đã chờ", "Waiting for"),
+    "desk_stream_id": ("Mã trong hàng đợi", "Stream entry"),
+    "desk_dead_reason": ("Lỗi", "Failure"),
+    "desk_refresh": ("Cập nhật trạng thái", "Refresh"),
+    "desk_roster": ("Thông tin trong danh sách dự thi", "Roster data"),
+    "desk_must_change": ("Phải đổi mật khẩu khi đăng nhập", "Must change the password at login"),
+    "desk_reveal_summary": (
+        "Hiện số định danh và số điện thoại…",
+        "Reveal the national ID and phone…",
+    ),
+    "desk_reset_summary": ("Cấp lại mật khẩu…", "Reset the password…"),
+    "desk_reset_warning": (
+        "Thí sinh nhận một mật khẩu dùng một lần và phải đổi khi đăng nhập; mọi phiên đăng nhập "
+        "hiện tại của thí sinh bị đóng.",
+        "The candidate gets a one-time password to change at the next login; all their current "
+        "sessions end.",
+    ),
+    "desk_current": ("Phiếu hiện tại (đã lưu)", "Current registration (stored)"),
+    "desk_current_none": ("Chưa có phiếu nào được lưu.", "No registration stored yet."),
+    "desk_versions": ("Tất cả các phiên bản", "Every version"),
+    "desk_versions_none": ("Chưa có phiên bản nào được lưu.", "No version stored yet."),
+    "desk_request": ("Mã yêu cầu", "Request key"),
+    # the one-time password
+    "desk_reset_title": ("Đã cấp mật khẩu mới", "New password issued"),
+    "desk_one_time_password": ("Mật khẩu dùng một lần", "One-time password"),
+    "desk_reset_once": (
+        "Chỉ hiện MỘT lần. Đọc cho thí sinh ngay; thí sinh phải đổi mật khẩu khi đăng nhập.",
+        "Shown ONCE. Read it to the candidate now; they must change it at the next login.",
+    ),
+    "desk_sessions_revoked": (
+        "Đã đóng {count} phiên đăng nhập của thí sinh.",
+        "{count} of the candidate's sessions were ended.",
+    ),
+    "desk_copy": ("Sao chép", "Copy"),
+    "desk_copied": ("Đã sao chép", "Copied"),
+    "desk_back_record": ("Mở lại hồ sơ", "Open the record again"),
+    "desk_back_search": ("Tìm thí sinh khác", "Find another candidate"),
+    # errors
+    "desk_not_found": (
+        "Không tìm thấy thí sinh này, hoặc thí sinh không thuộc phạm vi tài khoản của bạn.",
+        "No such candidate, or not one your account may see.",
+    ),
+}

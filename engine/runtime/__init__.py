@@ -1,0 +1,1 @@
+"""Processes: the CLI, the demo, the supervisor, the writer process."""

@@ -1,0 +1,247 @@
+"""The stream writer: drains Redis shards into PostgreSQL in batches (architecture §2, §3.3–4).
+
+Owns the loop of one writer process: for each of its shards, read a batch, persist it in one
+transaction, and only after COMMIT acknowledge, release the Redis copies and trim. Entries left by
+a dead writer are claimed after they idle; an entry that fails alone is retried until it has been
+delivered `writer_max_deliveries` times and then dead-lettered; a failing batch is halved until the
+bad entry stands alone, so it never blocks the rest. Shutdown (SIGTERM) stops reading, lets the
+batch in hand finish within `writer_shutdown_seconds`, then cancels; anything not acknowledged is
+simply delivered again later, which the version guard and `ON CONFLICT DO NOTHING` make harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from engine.adapters import backend, metrics, store, streams
+from engine.adapters.streams import StreamEntries, StreamShard
+from engine.domain.entries import PoisonEntry, VersionRow, to_row
+from engine.settings import Settings
+
+log = logging.getLogger("examreg.writer")
+
+Item = tuple[str, dict[str, str], VersionRow]
+
+
+class ShardWriter:
+    """Persists one shard's entries; several may run side by side in one process."""
+
+    def __init__(self, settings: Settings, pool: backend.Pool, shard: StreamShard) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.shard = shard
+        self._last_claim = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Loop until `stop` is set: own pending entries first, then claims and new entries."""
+        ready = False
+        while not stop.is_set():
+            try:
+                if not ready:  # inside the loop: Redis may be down when the writer starts
+                    await self.shard.ensure_group()
+                    await self._drain_own_pending()
+                    ready = True
+                await self._step()
+            except (backend.RedisError, OSError) as exc:
+                metrics.WRITER_ERRORS.labels("redis").inc()
+                log.warning("redis error on shard %d: %s", self.shard.shard, type(exc).__name__)
+                ready = False  # a failed read may have been delivered: finish our own first
+                await _sleep_or_stop(stop, 1.0)
+            except (backend.PostgresError, backend.InterfaceError, TimeoutError) as exc:
+                metrics.WRITER_ERRORS.labels("postgres").inc()
+                log.warning("postgres error on shard %d: %s", self.shard.shard, type(exc).__name__)
+                ready = False
+                await _sleep_or_stop(stop, 1.0)
+
+    async def _step(self) -> None:
+        now = time.monotonic()
+        if now - self._last_claim >= self.settings.writer_claim_idle_ms / 2000:
+            self._last_claim = now
+            claimed = await self.shard.claim_stale(
+                self.settings.writer_claim_idle_ms, self.settings.writer_batch_size
+            )
+            if claimed:
+                metrics.ENTRIES_CLAIMED.inc(len(claimed))
+                await self.process(claimed)
+        size = self.settings.writer_batch_size
+        entries = await self.shard.read(size, self.settings.writer_block_ms)
+        if entries and len(entries) < size and self.settings.writer_linger_ms:
+            # Size or time: a short linger turns a trickle into batches, so each PostgreSQL
+            # commit and each Redis fsync carries many entries instead of one.
+            await asyncio.sleep(self.settings.writer_linger_ms / 1000)
+            entries += await self.shard.read(size - len(entries), None)
+        if entries:
+            await self.process(entries)
+
+    async def _drain_own_pending(self) -> None:
+        """After a restart or an error, finish what this consumer had read but not acknowledged.
+
+        Redis marks entries delivered when it answers XREADGROUP; a read that then failed on our
+        side (a timeout, a dropped connection) leaves them pending on this consumer, where only
+        this re-read, not the 30 s idle claim, picks them up at once.
+        """
+        entries = await self.shard.read(self.settings.writer_batch_size, None, own_pending=True)
+        seen: set[str] = set()
+        while entries and not seen.issuperset(e[0] for e in entries):
+            seen.update(e[0] for e in entries)
+            await self.process(entries)
+            entries = await self.shard.read(self.settings.writer_batch_size, None, own_pending=True)
+
+    async def process(self, entries: StreamEntries) -> None:
+        """Decode a batch (dead-lettering undecodable entries) and persist the rest."""
+        items: list[Item] = []
+        # One entry once per batch, even if a claim and a read both returned it.
+        for entry_id, fields in dict(entries).items():
+            try:
+                items.append((entry_id, fields, to_row(entry_id, self.shard.shard, fields)))
+            except PoisonEntry as exc:
+                await self.shard.dead_letter(entry_id, fields, f"malformed: {exc}")
+                metrics.DEAD_LETTERS.labels("malformed").inc()
+                log.error(
+                    "dead-lettered malformed entry %s on shard %d", entry_id, self.shard.shard
+                )
+        if items:
+            await self._persist(items)
+        await self.shard.trim()
+
+    async def _persist(self, items: Sequence[Item]) -> None:
+        started = time.perf_counter()
+        try:
+            result = await self._write_with_retry([item[2] for item in items])
+        except (backend.PostgresError, backend.DataError) as exc:
+            if store.is_transient(exc):
+                raise
+            metrics.WRITER_BATCHES.labels("split" if len(items) > 1 else "failed").inc()
+            if len(items) == 1:
+                await self._failed_alone(items[0], exc)
+                return
+            middle = len(items) // 2
+            await self._persist(items[:middle])
+            await self._persist(items[middle:])
+            return
+        metrics.WRITER_BATCHES.labels("committed").inc()
+        metrics.WRITER_BATCH_SIZE.observe(len(items))
+        metrics.WRITER_BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.ROWS_PERSISTED.inc(result.history_rows)
+        now = datetime.now(UTC)
+        for _, _, row in items:
+            metrics.ACCEPT_TO_PERSIST.observe(max(0.0, (now - row.accepted_at).total_seconds()))
+        # Only now, after COMMIT, may Redis forget the entries (architecture §3.4).
+        await self.shard.ack([item[0] for item in items])
+        await self.shard.release([(r.candidate_id, r.version, r.receipt_id) for _, _, r in items])
+
+    async def _write_with_retry(self, rows: list[VersionRow]) -> store.BatchResult:
+        """Retry deadlocks and serialization failures a few times before giving up on the batch."""
+        for attempt in range(4):
+            try:
+                async with self.pool.acquire(timeout=self.settings.io_timeout_seconds) as conn:
+                    return await store.write_batch(conn, rows)
+            except (backend.PostgresError, backend.DataError) as exc:
+                if not store.is_transient(exc) or attempt == 3:
+                    raise
+                metrics.WRITER_ERRORS.labels("transient").inc()
+                await asyncio.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def _failed_alone(self, item: Item, exc: Exception) -> None:
+        entry_id, fields, _ = item
+        deliveries = await self.shard.delivery_count(entry_id)
+        reason = f"{getattr(exc, 'sqlstate', 'client')}: {type(exc).__name__}"
+        if deliveries >= self.settings.writer_max_deliveries:
+            await self.shard.dead_letter(entry_id, fields, reason)
+            metrics.DEAD_LETTERS.labels("rejected_by_database").inc()
+            log.error(
+                "dead-lettered entry %s on shard %d after %d deliveries (%s)",
+                entry_id,
+                self.shard.shard,
+                deliveries,
+                reason,
+            )
+        else:
+            # Left pending: it is claimed again once idle, with its delivery count raised.
+            log.warning(
+                "entry %s on shard %d failed alone (%s), delivery %d of %d",
+                entry_id,
+                self.shard.shard,
+                reason,
+                deliveries,
+                self.settings.writer_max_deliveries,
+            )
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+def shards_for(process_index: int, processes: int, shards: int) -> list[int]:
+    """Which shards writer process `process_index` of `processes` reads.
+
+    With more processes than shards, several processes share a shard through the consumer group.
+    """
+    if processes <= shards:
+        return [s for s in range(shards) if s % processes == process_index]
+    return [process_index % shards]
+
+
+async def run_writer(
+    settings: Settings,
+    pool: backend.Pool,
+    client: object,
+    shard_numbers: Sequence[int],
+    consumer: str,
+    stop: asyncio.Event,
+) -> None:
+    """Run one ShardWriter per shard until `stop`, then drain within the shutdown bound."""
+    writers = [
+        ShardWriter(settings, pool, StreamShard(client, shard, consumer))  # type: ignore[arg-type]
+        for shard in shard_numbers
+    ]
+    tasks = [asyncio.create_task(w.run(stop), name=f"shard-{w.shard.shard}") for w in writers]
+    stopped = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*tasks, stopped], return_when=asyncio.FIRST_COMPLETED)
+    crashed = [t for t in done if t is not stopped and t.exception() is not None]
+    stop.set()
+    _, pending = await asyncio.wait(tasks, timeout=settings.writer_shutdown_seconds)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    if crashed:
+        raise crashed[0].exception()  # type: ignore[misc]
+
+
+async def main(settings: Settings, process_index: int, processes: int) -> int:
+    """Entry point of one writer process: connect, run until SIGTERM/SIGINT, shut down cleanly."""
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError("EXAMREG_DATABASE_URL and EXAMREG_REDIS_URL must be set")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    client = streams.connect(
+        settings.redis_url,
+        # A blocked XREADGROUP must outlast its BLOCK time before the socket times out.
+        timeout=settings.io_timeout_seconds + settings.writer_block_ms / 1000,
+    )
+    pool = await store.create_pool(
+        settings.database_url,
+        size=max(2, settings.stream_shards),
+        io_timeout=settings.io_timeout_seconds,
+    )
+    # A stable consumer name per slot: a restarted writer finds its own pending entries again.
+    consumer = f"{socket.gethostname()}-w{process_index}"
+    shard_numbers = shards_for(process_index, processes, settings.stream_shards)
+    log.info("writer %s reading shards %s", consumer, shard_numbers)
+    try:
+        await run_writer(settings, pool, client, shard_numbers, consumer, stop)
+    finally:
+        await pool.close()
+        await client.aclose()
+    return 0

@@ -1,0 +1,1 @@
+"""Application operations without a Request."""

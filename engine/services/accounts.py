@@ -1,0 +1,86 @@
+"""Logging in and changing a password, for every kind of account (candidates and staff).
+
+Owns the one password-login flow (throttle → look up → verify off the loop → open a new session
+with a fresh CSRF token) and the check that precedes a password change. Each kind brings its own
+account lookup and password setter; the JSON endpoints and the pages both call these, so there is
+one way in. It must not read a request.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.adapters import metrics
+from engine.domain.passwords import check_password_policy
+from engine.errors import InvalidCredentials
+from engine.services.container import Services
+from engine.types import SessionKind
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """What a login needs to know about an account."""
+
+    subject: int
+    password_hash: str
+    must_change_password: bool
+    scope: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """A successful login: the new session's token, its absolute expiry and CSRF token."""
+
+    token: str
+    expires: float  # epoch seconds
+    account: Account
+    csrf: str  # stored in the session's scope; the web pages' forms must echo it
+
+
+async def authenticate(
+    svc: Services,
+    kind: SessionKind,
+    login_id: str,
+    password: str,
+    address: str,
+    lookup: Callable[[str], Awaitable[Account | None]],
+) -> Login:
+    """Throttle, verify (unknown accounts cost the same and fail the same), open a new session.
+
+    Raises:
+        TooManyAttempts: the account or the address is locked out (with Retry-After).
+        Overloaded: too many password hashes are already waiting (with Retry-After).
+        InvalidCredentials: unknown account or wrong password, indistinguishably.
+    """
+    throttle_key = f"{kind}:{login_id}"
+    await svc.throttle.check(throttle_key, address)
+    account = await lookup(login_id)
+    ok = await svc.passwords.verify(account.password_hash if account else None, password)
+    if not ok or account is None:
+        await svc.throttle.failed(throttle_key, address)
+        metrics.LOGINS.labels(kind, "failure").inc()
+        raise InvalidCredentials()
+    await svc.throttle.succeeded(throttle_key)
+    metrics.LOGINS.labels(kind, "success").inc()
+    # A per-session CSRF token (not derived from settings.secret_key, which may differ per process).
+    csrf = secrets.token_urlsafe(32)
+    token, expires = await svc.sessions.create(
+        account.subject, kind, login_id, {**account.scope, "csrf": csrf}
+    )
+    return Login(token, expires, account, csrf)
+
+
+async def new_password_hash(svc: Services, current_hash: str | None, current: str, new: str) -> str:
+    """The hash of `new` once the current password is verified and the policy holds.
+
+    Raises:
+        InvalidCredentials: the current password is wrong.
+        WeakPassword: the new one breaks the policy.
+    """
+    if not await svc.passwords.verify(current_hash, current[:128]):
+        raise InvalidCredentials()
+    check_password_policy(new, current)
+    return await svc.passwords.hash(new)

@@ -1,0 +1,171 @@
+"""What a candidate can do, without a request: log in, change a password, submit, read back.
+
+Owns the submission flow (window → validation → admission → durable enqueue, counted in metrics),
+which the JSON endpoint and the web form both call, so both reach the queue by one path; the
+read-your-writes lookup of the newest accepted version (Redis while queued, else PostgreSQL); a
+receipt's status; the candidate's roster profile; and their account lookup and password setter
+for `engine.services.accounts`. It must not read a request.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from engine.adapters import metrics, store, streams
+from engine.adapters.sessions import Session
+from engine.adapters.streams import Receipt
+from engine.domain.registration import CandidateContext, validate_registration
+from engine.errors import ExamregError, Overloaded, Unauthenticated, WindowClosed
+from engine.services.accounts import Account, new_password_hash
+from engine.services.container import Services
+from engine.settings import VIETNAM
+
+IDEMPOTENCY_KEY: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+RECEIPT_ID: Final = re.compile(r"^[0-9A-F]{20}$")
+_LOGIN: Final = re.compile(r"^[0-9A-Za-z]{6,20}$")
+
+
+async def candidate_account(svc: Services, login_id: str) -> Account | None:
+    """The login account of a roster candidate (the 12-digit ID), or None."""
+    if not _LOGIN.match(login_id):
+        return None
+    record = await store.candidate_login(svc.pool, login_id)
+    if record is None:
+        return None
+    return Account(record.candidate_id, record.password_hash, record.must_change_password)
+
+
+async def set_password(svc: Services, candidate_id: int, current: str, new: str) -> None:
+    """Verify the current password, apply the policy, store the new hash (API and web page).
+
+    Raises:
+        InvalidCredentials: the current password is wrong.
+        WeakPassword: the new one breaks the policy.
+    """
+    current_hash = await store.candidate_password_hash(svc.pool, candidate_id)
+    new_hash = await new_password_hash(svc, current_hash, current, new)
+    await store.set_candidate_password(svc.pool, candidate_id, new_hash)
+
+
+async def profile(svc: Services, candidate_id: int) -> dict[str, Any]:
+    profile = await store.candidate_profile(svc.pool, candidate_id)
+    if profile is None:  # the account was removed from the roster after login
+        raise Unauthenticated()
+    return profile
+
+
+def open_phase(svc: Services) -> str:
+    phase = svc.settings.window.phase(datetime.now(UTC))
+    if phase not in ("trial", "official"):
+        raise WindowClosed(extra={"phase": phase})
+    return phase
+
+
+def valid_idempotency_key(key: str) -> bool:
+    return IDEMPOTENCY_KEY.match(key) is not None
+
+
+async def submit(svc: Services, session: Session, key: str, body: Any) -> Receipt:
+    """Window → validation → admission → durable enqueue of one decoded body; counted in metrics.
+
+    Raises:
+        WindowClosed, InvalidRegistration, IdempotencyKeyReused, Overloaded, Unavailable.
+    """
+    try:
+        phase = open_phase(svc)
+        # The session holds the roster's national ID, so the hot path needs no roster query.
+        context = CandidateContext(national_id=session.login, today=datetime.now(VIETNAM).date())
+        form = validate_registration(body, context, svc.catalog)
+        if svc.memory_shedding:
+            raise Overloaded(
+                retry_after=svc.sampler.retry_after(None), extra={"reason": "redis_memory"}
+            )
+        receipt = await svc.enqueuer.submit(
+            streams.Submission(
+                candidate_id=session.subject,
+                shard=svc.settings.shard_of(session.subject),
+                idempotency_key=key,
+                form=form,
+                phase="trial" if phase == "trial" else "official",
+            )
+        )
+    except ExamregError as exc:
+        count_refusal(exc)
+        raise
+    if receipt.replayed:
+        metrics.SUBMISSIONS_REPLAYED.inc()
+    else:
+        metrics.SUBMISSIONS_ACCEPTED.labels(receipt.phase).inc()
+    return receipt
+
+
+def count_refusal(exc: ExamregError) -> None:
+    if isinstance(exc, Overloaded):
+        metrics.SUBMISSIONS_SHED.labels(str(exc.extra.get("reason", "unknown"))).inc()
+    elif not isinstance(exc, Unauthenticated):
+        metrics.SUBMISSIONS_REJECTED.labels(exc.code).inc()
+
+
+async def newest_registration(svc: Services, candidate_id: int) -> dict[str, Any] | None:
+    """Read-your-writes: the newest accepted version, from Redis while queued, else PostgreSQL."""
+    shard = svc.settings.shard_of(candidate_id)
+    # Redis first, then PostgreSQL: a form released from Redis is already committed there.
+    queued = await streams.latest_queued(svc.redis, shard, candidate_id)
+    persisted = await store.registration(svc.pool, candidate_id)
+    if queued is not None and (persisted is None or queued.version > persisted.version):
+        return {
+            "version": queued.version,
+            "status": "queued",
+            "receipt_id": queued.receipt_id,
+            "phase": queued.phase,
+            "accepted_at": queued.accepted_at,
+            "persisted_at": None,
+            "form": queued.form,
+        }
+    if persisted is None:
+        return None
+    return {
+        "version": persisted.version,
+        "status": "persisted",
+        "receipt_id": persisted.receipt_id,
+        "phase": persisted.phase,
+        "accepted_at": persisted.accepted_at.isoformat(),
+        "persisted_at": persisted.persisted_at.isoformat(),
+        "form": persisted.form,
+    }
+
+
+async def receipt_status(
+    svc: Services, candidate_id: int, receipt_id: str
+) -> dict[str, Any] | None:
+    """One of the candidate's receipts, queued or persisted; someone else's is None, like an
+    unknown one. Times are ISO 8601 strings; a queued receipt has its phase and time only when it
+    is the newest version (Redis keeps those of the newest queued version alone)."""
+    if not RECEIPT_ID.match(receipt_id):
+        return None
+    shard = svc.settings.shard_of(candidate_id)
+    version = await streams.queued_receipt_version(svc.redis, shard, candidate_id, receipt_id)
+    if version is not None:
+        latest = await streams.latest_queued(svc.redis, shard, candidate_id)
+        newest = latest if latest is not None and latest.receipt_id == receipt_id else None
+        return {
+            "receipt_id": receipt_id,
+            "version": version,
+            "status": "queued",
+            "phase": newest.phase if newest else None,
+            "accepted_at": newest.accepted_at if newest else None,
+            "persisted_at": None,
+        }
+    persisted = await store.receipt(svc.pool, candidate_id, receipt_id)
+    if persisted is None:
+        return None
+    return {
+        "receipt_id": receipt_id,
+        "version": persisted.version,
+        "status": "persisted",
+        "phase": persisted.phase,
+        "accepted_at": persisted.accepted_at.isoformat(),
+        "persisted_at": persisted.persisted_at.isoformat(),
+    }

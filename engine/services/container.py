@@ -1,0 +1,117 @@
+"""The `Services` container: what every handler needs, built once per process.
+
+Owns building and closing the process's connections (Redis client with the server-side functions
+loaded, PostgreSQL pool), the reference-data cache with its ETag, the capacity sampler and the
+Redis-memory watch that sheds submissions before `maxmemory` (architecture §3.7). It must not read
+a request: the HTTP layer reaches the container through `engine.http.responses.services`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+import orjson
+
+from engine.adapters import backend, store, streams, telemetry
+from engine.adapters.passwords import PasswordService
+from engine.adapters.sessions import LoginThrottle, SessionStore
+from engine.domain.registration import Catalog
+from engine.settings import Settings
+
+log = logging.getLogger("examreg.api")
+
+
+@dataclass
+class Services:
+    """What the handlers need, built once per process in the lifespan."""
+
+    settings: Settings
+    pool: backend.Pool
+    redis: backend.Redis
+    enqueuer: streams.Enqueuer
+    passwords: PasswordService
+    sessions: SessionStore
+    throttle: LoginThrottle
+    catalog: Catalog
+    reference_body: bytes
+    reference_etag: str
+    sampler: telemetry.Sampler  # capacity samples, pool gauges, computed Retry-After
+    memory_shedding: bool = False
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+async def _load_reference(pool: backend.Pool) -> tuple[Catalog, bytes, str]:
+    reference = await store.reference(pool)
+    catalog = Catalog.from_rows(
+        (p["code"] for p in reference["provinces"]),
+        ((s["province_code"], s["school_code"]) for s in reference["schools"]),
+    )
+    body = orjson.dumps(reference)
+    return catalog, body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+async def watch_memory(svc: Services) -> None:
+    """Shed submissions before Redis reaches maxmemory (architecture §3.7)."""
+    while True:
+        try:
+            used, limit = await streams.memory_usage(svc.redis)
+            svc.memory_shedding = (
+                bool(limit) and used >= limit * svc.settings.redis_memory_limit_ratio
+            )
+        except backend.REDIS_ERRORS:
+            pass  # the enqueue itself reports Redis trouble
+        await asyncio.sleep(1.0)
+
+
+async def build_services(settings: Settings) -> Services:
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError("EXAMREG_DATABASE_URL and EXAMREG_REDIS_URL must be set")
+    client = streams.connect(settings.redis_url, timeout=settings.io_timeout_seconds)
+    if settings.redis_check_durability:
+        await streams.check_durability(client)
+    await streams.load_functions(client)
+    pool = await store.create_pool(
+        settings.database_url, size=settings.db_pool_size, io_timeout=settings.io_timeout_seconds
+    )
+    catalog, body, etag = await _load_reference(pool)
+    sampler = telemetry.Sampler(client, settings, pool=pool)
+    return Services(
+        settings=settings,
+        pool=pool,
+        redis=client,
+        enqueuer=streams.Enqueuer(
+            client,
+            idempotency_ttl=settings.idempotency_ttl_seconds,
+            max_backlog_per_shard=settings.max_backlog_per_shard,
+            retry_after=sampler.retry_after,
+            timeout=settings.io_timeout_seconds,
+        ),
+        passwords=PasswordService(settings),
+        sessions=SessionStore(client, settings),
+        throttle=LoginThrottle(client, settings),
+        catalog=catalog,
+        reference_body=body,
+        reference_etag=etag,
+        sampler=sampler,
+    )
+
+
+async def close_services(svc: Services) -> None:
+    pending = set(svc._tasks)
+    for _ in range(10):
+        if not pending:
+            break
+        # Cancel again until done: on Python 3.11 a cancellation that lands while redis-py's
+        # asyncio.wait_for completes is lost (CPython gh-86296), and the loop would run on.
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+    if pending:
+        log.warning("%d background tasks did not stop; closing anyway", len(pending))
+    await asyncio.gather(*(t for t in svc._tasks if t.done()), return_exceptions=True)
+    svc.passwords.close()
+    await svc.pool.close()
+    await svc.redis.aclose()
