@@ -132,7 +132,7 @@ def test_staging_columns_are_exactly_the_row_fields() -> None:
 def test_staging_columns_exist_in_the_staging_table() -> None:
     """COPY names these columns; engine/sql/queries.sql creates the table they go into."""
     queries = (
-        Path(__file__).resolve().parents[2] / "engine" / "adapters" / "sql" / "queries.sql"
+        Path(__file__).resolve().parents[3] / "engine" / "adapters" / "sql" / "queries.sql"
     ).read_text()
     block = re.search(
         r"CREATE TEMP TABLE IF NOT EXISTS staging_versions \((.*?)\)\s*ON", queries, re.S

@@ -22,7 +22,7 @@ from engine.domain.reference import (
 )
 
 MIGRATION = (
-    Path(__file__).resolve().parents[2] / "engine" / "adapters" / "schema" / "0002_reference.sql"
+    Path(__file__).resolve().parents[3] / "engine" / "adapters" / "schema" / "0002_reference.sql"
 )
 
 
