@@ -25,46 +25,36 @@ from engine.adapters.sessions import Session
 from engine.errors import (
     ExamregError,
     IdempotencyKeyReused,
-    InvalidCredentials,
     InvalidRegistration,
     NotFound,
     Overloaded,
     RateLimited,
-    TooManyAttempts,
     Unavailable,
-    WeakPassword,
     WindowClosed,
 )
-from engine.http.plumbing import client_address, set_session_cookie
 from engine.http.responses import services
 from engine.pages import i18n, webform
+from engine.pages.accounts import AccountPages, LoginWords, SignedIn
 from engine.pages.page import (
     INFRASTRUCTURE,
-    SESSION_COOKIE,
     STATIC_DIR,
-    Redirect,
     check_csrf,
-    check_login_token,
     choices,
     csrf_of,
-    detail,
     expired,
     is_open,
     language,
     local_date,
     local_time,
-    login_form,
     page,
     read_form,
     render,
     require,
-    retry_headers,
     session_or_none,
     window_info,
 )
 from engine.pages.webform import Values, first
 from engine.services import candidates
-from engine.services.accounts import authenticate
 from engine.services.container import Services
 
 __all__ = ["STATIC_DIR", "routes"]
@@ -108,144 +98,38 @@ async def index(request: Request) -> Response:
     return RedirectResponse("/status", 303)
 
 
-def _login_page(
-    request: Request,
-    status: int = 200,
-    *,
-    login_id: str = "",
-    message: str = "",
-    errors: Mapping[str, Sequence[str]] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Response:
-    paint = functools.partial(render, request, "login.html", status, headers)
-    return login_form(
-        request,
-        paint,
-        LOGIN_CSRF_COOKIE,
-        "/login",
-        login_id=login_id,
-        message=message,
-        errors=dict(errors or {}),
-    )
-
-
-@page
-async def login_page(request: Request) -> Response:
-    if await session_or_none(request) is not None:
-        return RedirectResponse("/status", 303)
-    return _login_page(request)
-
-
-@page
-async def login_submit(request: Request) -> Response:
-    svc = services(request)
-    values = await read_form(request, 4096)
-    check_login_token(request, LOGIN_CSRF_COOKIE, values)
-    lang = language(request)
-    t = i18n.translator(lang)
-    login_id, password = first(values, "login").strip(), first(values, "password")[:128]
-    missing = {n: [t("field_required")] for n in ("login", "password") if not first(values, n)}
-    if missing:
-        return _login_page(request, 422, login_id=login_id, errors=missing)
-    try:
-        login = await authenticate(
-            svc,
-            "candidate",
-            login_id,
-            password,
-            client_address(request),
-            functools.partial(candidates.candidate_account, svc),
-        )
-    except InvalidCredentials as exc:
-        return _login_page(request, 401, login_id=login_id, message=detail(exc, lang))
-    except (TooManyAttempts, Overloaded) as exc:
-        key = "login_locked" if isinstance(exc, TooManyAttempts) else "login_busy"
-        message = t(key, seconds=exc.retry_after or svc.settings.retry_after_seconds)
-        return _login_page(
-            request, exc.status, login_id=login_id, message=message, headers=retry_headers(exc)
-        )
-    target = "/password" if login.account.must_change_password else "/status"
-    response = RedirectResponse(target, 303)
-    set_session_cookie(
-        response, request, "candidate", login.token, svc.settings.session_absolute_seconds
-    )
-    return response
-
-
-@page
-async def logout(request: Request) -> Response:
-    svc = services(request)
-    values = await read_form(request, 4096)
-    session = await session_or_none(request)
-    if session is None:
-        raise Redirect("/login")
-    check_csrf(session, values)
-    await svc.sessions.revoke(session)
-    response = RedirectResponse("/login?logged_out=1", 303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    return response
-
-
-def _password_page(
-    request: Request,
-    svc: Services,
-    session: Session,
-    forced: bool,
-    status: int = 200,
-    errors: Mapping[str, Sequence[str]] | None = None,
-    message: str = "",
-    headers: Mapping[str, str] | None = None,
-) -> Response:
-    return render(
-        request,
-        "password.html",
-        status,
-        headers,
-        csrf=csrf_of(session),
-        forced=forced,
-        forced_notice="password_intro_forced",
-        action="/password",
-        errors=dict(errors or {}),
-        message=message,
-        window=window_info(svc),
-    )
-
-
-@page
-async def password_page(request: Request) -> Response:
+async def _signed_in(request: Request) -> SignedIn:
     svc, session, profile = await require(request, forced_ok=True)
-    return _password_page(request, svc, session, profile["must_change_password"])
+    return SignedIn(
+        svc, session, bool(profile["must_change_password"]), {"window": window_info(svc)}
+    )
 
 
-@page
-async def password_submit(request: Request) -> Response:
-    svc = services(request)
-    values = await read_form(request, 4096)
-    session = await session_or_none(request)
-    if session is None:
-        raise expired(request)
-    check_csrf(session, values)
-    lang = language(request)
-    t = i18n.translator(lang)
-    current, new = first(values, "current_password"), first(values, "new_password")
-    errors: dict[str, list[str]] = {}
-    status, headers, message = 422, {}, ""
-    if new != first(values, "new_password_confirm"):
-        errors["new_password_confirm"] = [t("password_mismatch")]
-    else:
-        try:
-            await candidates.set_password(svc, session.subject, current, new)
-            return RedirectResponse("/registration", 303)
-        except InvalidCredentials:
-            errors["current_password"] = [t("current_password_wrong")]
-        except WeakPassword as exc:
-            errors["new_password"] = [detail(exc, lang)]
-        except Overloaded as exc:
-            status, headers = exc.status, retry_headers(exc)
-            message = t("login_busy", seconds=exc.retry_after or svc.settings.retry_after_seconds)
-    profile = await store.candidate_profile(svc.pool, session.subject)
-    forced = bool(profile and profile["must_change_password"])
-    return _password_page(request, svc, session, forced, status, errors, message, headers)
+accounts = AccountPages(
+    kind="candidate",
+    wrap=page,
+    layout="base.html",
+    home="/status",
+    after_change="/registration",
+    login_path="/login",
+    logout_path="/logout",
+    change_path="/password",
+    login_cookie=LOGIN_CSRF_COOKIE,
+    login_field="login",
+    words=LoginWords(
+        title="login_title",
+        intro="login_intro",
+        label="login_id",
+        hint="login_id_hint",
+        failed=None,
+        input={"inputmode": "numeric", "pattern": "[0-9]{12}", "maxlength": "12"},
+    ),
+    forced_notice="password_intro_forced",
+    normalise=str.strip,
+    lookup=candidates.candidate_account,
+    set_password=candidates.set_password,
+    signed_in=_signed_in,
+)
 
 
 # -- the registration form ---------------------------------------------------------------------
@@ -455,11 +339,7 @@ async def status_page(request: Request) -> Response:
 
 routes = [
     Route("/", index, methods=["GET"], include_in_schema=False),
-    Route("/login", login_page, methods=["GET"], include_in_schema=False),
-    Route("/login", login_submit, methods=["POST"], include_in_schema=False),
-    Route("/logout", logout, methods=["POST"], include_in_schema=False),
-    Route("/password", password_page, methods=["GET"], include_in_schema=False),
-    Route("/password", password_submit, methods=["POST"], include_in_schema=False),
+    *accounts.routes(),
     Route("/registration", registration_page, methods=["GET"], include_in_schema=False),
     Route("/registration", registration_submit, methods=["POST"], include_in_schema=False),
     Route("/receipts/{receipt_id}", receipt_page, methods=["GET"], include_in_schema=False),

@@ -39,7 +39,7 @@ from engine.errors import (
     UnsupportedMediaType,
 )
 from engine.http.plumbing import COOKIES, current_session, read_body
-from engine.http.responses import services
+from engine.http.responses import retry_headers, services
 from engine.pages import i18n, webform
 from engine.pages.webform import Values, first
 from engine.services.container import Services
@@ -119,10 +119,6 @@ def render(
         lang=lang, t=i18n.translator(lang), static=static_url, **context
     )
     return HTMLResponse(html, status, headers=dict(headers or {}))
-
-
-def retry_headers(exc: ExamregError) -> dict[str, str]:
-    return {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
 
 
 def detail(exc: ExamregError, lang: str) -> str:

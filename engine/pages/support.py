@@ -16,48 +16,39 @@ CSP stays strict. It must not talk to Redis or SQL except through `engine.servic
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.adapters import store
 from engine.adapters.sessions import Session
 from engine.errors import (
-    InvalidCredentials,
     InvalidRequest,
     NotFound,
-    Overloaded,
-    TooManyAttempts,
-    WeakPassword,
 )
-from engine.http.plumbing import COOKIES, client_address, set_session_cookie
+from engine.http.plumbing import COOKIES, client_address
 from engine.http.responses import services
-from engine.pages import i18n
+from engine.pages.accounts import AccountPages, LoginWords, SignedIn
 from engine.pages.page import (
     Redirect,
     check_csrf,
-    check_login_token,
     choices,
     csrf_of,
-    detail,
     language,
     local_date,
     local_time,
-    login_form,
     page_in,
     read_form,
     render,
-    retry_headers,
     session_or_none,
 )
 from engine.pages.webform import Values, first
 from engine.services import staff as staff_service
 from engine.services import support_desk
-from engine.services.accounts import authenticate
+from engine.services.accounts import Login
 from engine.services.container import Services
 from engine.services.staff import StaffSession, staff_of
 from engine.services.support_desk import DESK_ROLES, Desk
@@ -142,141 +133,46 @@ async def _posted(request: Request, *, forced_ok: bool = False) -> tuple[Desk, S
 # -- login, logout, password ---------------------------------------------------------------------
 
 
-def _login_page(
-    request: Request,
-    status: int = 200,
-    *,
-    username: str = "",
-    message: str = "",
-    errors: Mapping[str, Sequence[str]] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Response:
-    paint = functools.partial(
-        _render, request, "support/login.html", status=status, headers=headers
-    )
-    return login_form(
-        request,
-        paint,
-        LOGIN_CSRF_COOKIE,
-        LOGIN,
-        username=username,
-        message=message,
-        errors=dict(errors or {}),
-    )
-
-
-@console
-async def login_page(request: Request) -> Response:
-    session = await session_or_none(request, "staff")
-    if session is not None and session.scope.get("role") in DESK_ROLES:
-        return RedirectResponse(HOME, 303)
-    return _login_page(request)
-
-
-@console
-async def login_submit(request: Request) -> Response:
-    svc = services(request)
-    values = await read_form(request, 4096)
-    check_login_token(request, LOGIN_CSRF_COOKIE, values)
-    t = i18n.translator(language(request))
-    # Usernames are lower case (schema); what an agent types need not be.
-    username, password = first(values, "username").strip().lower(), first(values, "password")
-    missing = {n: [t("field_required")] for n in ("username", "password") if not first(values, n)}
-    if missing:
-        return _login_page(request, 422, username=username, errors=missing)
-    lookup = functools.partial(staff_service.staff_account, svc)
-    try:
-        login = await authenticate(
-            svc, "staff", username, password[:128], client_address(request), lookup
-        )
-    except InvalidCredentials:
-        return _login_page(request, 401, username=username, message=t("desk_login_failed"))
-    except (TooManyAttempts, Overloaded) as exc:
-        key = "login_locked" if isinstance(exc, TooManyAttempts) else "login_busy"
-        message = t(key, seconds=exc.retry_after or svc.settings.retry_after_seconds)
-        return _login_page(
-            request, exc.status, username=username, message=message, headers=retry_headers(exc)
-        )
-    if login.account.scope.get("role") not in DESK_ROLES:  # an operator: no console, no session
-        session = await svc.sessions.get(login.token, "staff")
-        if session is not None:
-            await svc.sessions.revoke(session)
-        return _login_page(request, 403, username=username, message=t("desk_role_refused"))
-    response = RedirectResponse(CHANGE_PAGE if login.account.must_change_password else HOME, 303)
-    set_session_cookie(
-        response, request, "staff", login.token, svc.settings.session_absolute_seconds
-    )
-    return response
-
-
-@console
-async def logout(request: Request) -> Response:
-    values = await read_form(request, 4096)
-    session = await session_or_none(request, "staff")
-    if session is None:
-        raise Redirect(LOGIN)
-    check_csrf(session, values)
-    await services(request).sessions.revoke(session)
-    response = RedirectResponse(f"{LOGIN}?logged_out=1", 303)
-    response.delete_cookie(COOKIES["staff"], path="/")
-    return response
-
-
-async def _password_page(
-    request: Request,
-    desk: Desk,
-    session: Session,
-    status: int = 200,
-    errors: Mapping[str, Sequence[str]] | None = None,
-    message: str = "",
-    headers: Mapping[str, str] | None = None,
-) -> Response:
-    record = await store.staff_login(desk.svc.pool, desk.staff.username)
-    return _render(
-        request,
-        "password.html",
-        session,
-        desk.staff,
-        status,
-        headers,
-        layout="support/base.html",
-        action=CHANGE_PAGE,
-        forced=bool(record and record.must_change_password),
-        forced_notice="desk_password_forced",
-        errors=dict(errors or {}),
-        message=message,
-    )
-
-
-@console
-async def password_page(request: Request) -> Response:
+async def _account(request: Request) -> SignedIn:
     desk, session = await _signed_in(request, forced_ok=True)
-    return await _password_page(request, desk, session)
+    record = await store.staff_login(desk.svc.pool, desk.staff.username)
+    forced = bool(record and record.must_change_password)
+    return SignedIn(desk.svc, session, forced, {"staff": desk.staff})
 
 
-@console
-async def password_submit(request: Request) -> Response:
-    desk, session, values = await _posted(request, forced_ok=True)
-    lang = language(request)
-    t = i18n.translator(lang)
-    current, new = first(values, "current_password"), first(values, "new_password")
-    errors: dict[str, list[str]] = {}
-    status, headers, message = 422, {}, ""
-    if new != first(values, "new_password_confirm"):
-        errors["new_password_confirm"] = [t("password_mismatch")]
-    else:
-        try:
-            await staff_service.set_password(desk.svc, desk.staff.staff_id, current, new)
-            return RedirectResponse(HOME, 303)
-        except InvalidCredentials:
-            errors["current_password"] = [t("current_password_wrong")]
-        except WeakPassword as exc:
-            errors["new_password"] = [detail(exc, lang)]
-        except Overloaded as exc:
-            status, headers = exc.status, retry_headers(exc)
-            seconds = exc.retry_after or desk.svc.settings.retry_after_seconds
-            message = t("login_busy", seconds=seconds)
-    return await _password_page(request, desk, session, status, errors, message, headers)
+def _desk_role(login: Login) -> str | None:
+    """Operators and admins without a desk role have no console: refused, with no session."""
+    return None if login.account.scope.get("role") in DESK_ROLES else "desk_role_refused"
+
+
+accounts = AccountPages(
+    kind="staff",
+    wrap=console,
+    layout="support/base.html",
+    home=HOME,
+    after_change=HOME,
+    login_path=LOGIN,
+    logout_path="/support/logout",
+    change_path=CHANGE_PAGE,
+    login_cookie=LOGIN_CSRF_COOKIE,
+    login_field="username",
+    words=LoginWords(
+        title="desk_login_title",
+        intro="desk_login_intro",
+        label="desk_username",
+        failed="desk_login_failed",
+        input={"autocapitalize": "none", "spellcheck": "false", "maxlength": "40"},
+    ),
+    forced_notice="desk_password_forced",
+    # Usernames are lower case (schema); what an agent types need not be.
+    normalise=lambda typed: typed.strip().lower(),
+    lookup=staff_service.staff_account,
+    set_password=staff_service.set_password,
+    signed_in=_account,
+    frame={"home": HOME, "csrf": "", "staff": None},
+    admit=_desk_role,
+    skips_login=lambda session: session.scope.get("role") in DESK_ROLES,
+)
 
 
 # -- search --------------------------------------------------------------------------------------
@@ -477,11 +373,7 @@ async def record_submit(request: Request) -> Response:
 
 
 routes = [
-    Route(LOGIN, login_page, methods=["GET"], include_in_schema=False),
-    Route(LOGIN, login_submit, methods=["POST"], include_in_schema=False),
-    Route("/support/logout", logout, methods=["POST"], include_in_schema=False),
-    Route(CHANGE_PAGE, password_page, methods=["GET"], include_in_schema=False),
-    Route(CHANGE_PAGE, password_submit, methods=["POST"], include_in_schema=False),
+    *accounts.routes(),
     Route(HOME, search_page, methods=["GET"], include_in_schema=False),
     Route(HOME, search_submit, methods=["POST"], include_in_schema=False),
     *(
