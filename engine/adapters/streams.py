@@ -442,35 +442,85 @@ def _id_age(entry_id: str, now_ms: int) -> float:
     return max(0.0, (now_ms - int(entry_id.split("-")[0])) / 1000)
 
 
-async def shard_stats(client: aioredis.Redis, shards: int) -> list[ShardStats]:
-    """Lag, pending and oldest age for every shard (one pipeline)."""
+@dataclass(frozen=True, slots=True)
+class ShardFacts:
+    """What Redis says about one shard, read in one pipeline with every other shard's."""
+
+    shard: int
+    length: int  # entries in the stream (queued and not yet trimmed)
+    added: int  # entries ever added (XINFO STREAM entries-added): the arrivals
+    lag: int  # entries never delivered to a writer
+    pending: int  # delivered, not yet acknowledged
+    oldest_pending_age: float  # seconds the oldest waiting entry has waited; 0 when none
+    dead_letters: int
+    writers: frozenset[str]  # consumers active within `writer_seen_ms` (when asked for)
+
+    @property
+    def backlog(self) -> int:
+        """Everything not yet persisted: never delivered plus delivered and unacknowledged."""
+        return self.lag + self.pending
+
+
+def _shard_facts(shard: int, results: list[Any], now_ms: int, seen_ms: int | None) -> ShardFacts:
+    info, groups, pending, dead, *rest = results
+    dead_letters = 0 if isinstance(dead, BaseException) else int(dead)
+    if isinstance(info, BaseException):  # no stream yet: nothing ever added
+        return ShardFacts(shard, 0, 0, 0, 0, 0.0, dead_letters, frozenset())
+    length = int(info.get("length") or 0)
+    added = int(info.get("entries-added") or 0)
+    group = None
+    if not isinstance(groups, BaseException):
+        group = next((g for g in groups if g["name"] == GROUP), None)
+    if group is None or isinstance(pending, BaseException):  # no writer has started here yet
+        waiting, lag, oldest_id = 0, length, None
+    else:
+        waiting = int(pending["pending"])
+        # Redis reports no lag when it cannot tell (deleted entries in the range); the
+        # undelivered entries are then at most what is in the stream and not pending.
+        raw_lag = group.get("lag")
+        lag = int(raw_lag) if raw_lag is not None else max(0, length - waiting)
+        oldest_id = pending["min"] if waiting else None
+    if oldest_id is None and lag:
+        first = info.get("first-entry")
+        oldest_id = first[0] if first else None
+    oldest = _id_age(oldest_id, now_ms) if oldest_id else 0.0
+    writers: frozenset[str] = frozenset()
+    if seen_ms is not None and rest and not isinstance(rest[0], BaseException):
+        writers = frozenset(c["name"] for c in rest[0] if int(c.get("idle") or 0) < seen_ms)
+    return ShardFacts(shard, length, added, lag, waiting, oldest, dead_letters, writers)
+
+
+async def read_shards(
+    client: aioredis.Redis, shards: int, *, writer_seen_ms: int | None = None
+) -> list[ShardFacts]:
+    """Every shard's length, arrivals, backlog, oldest waiting entry and dead letters, and with
+    `writer_seen_ms` the writers seen within it: one pipeline, the one reader of these facts
+    (the operators' gauges and the capacity forecast both derive from it)."""
+    per_shard = 5 if writer_seen_ms is not None else 4
     pipe = client.pipeline(transaction=False)
     for shard in range(shards):
-        pipe.xlen(stream_key(shard))
+        pipe.xinfo_stream(stream_key(shard))
         pipe.xinfo_groups(stream_key(shard))
         pipe.xpending(stream_key(shard), GROUP)
         pipe.xlen(dead_key(shard))
-        pipe.xinfo_stream(stream_key(shard))
+        if writer_seen_ms is not None:
+            pipe.xinfo_consumers(stream_key(shard), GROUP)
     results = await pipe.execute(raise_on_error=False)
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
-    stats = []
-    for shard in range(shards):
-        length, groups, pending, dead, info = results[shard * 5 : shard * 5 + 5]
-        if isinstance(groups, BaseException) or isinstance(pending, BaseException):
-            stats.append(
-                ShardStats(shard, 0, 0, 0, 0.0, 0 if isinstance(dead, BaseException) else dead)
-            )
-            continue
-        group = next((g for g in groups if g["name"] == GROUP), None)
-        lag = int(group.get("lag") or 0) if group else int(length)
-        oldest = _id_age(pending["min"], now_ms) if pending["pending"] else 0.0
-        if not pending["pending"] and lag and not isinstance(info, BaseException):
-            first = info.get("first-entry")
-            oldest = _id_age(first[0], now_ms) if first else 0.0
-        stats.append(
-            ShardStats(shard, int(length), lag, int(pending["pending"]), oldest, int(dead))
+    return [
+        _shard_facts(
+            shard, results[shard * per_shard : (shard + 1) * per_shard], now_ms, writer_seen_ms
         )
-    return stats
+        for shard in range(shards)
+    ]
+
+
+async def shard_stats(client: aioredis.Redis, shards: int) -> list[ShardStats]:
+    """Lag, pending and oldest age for every shard, as the operators' gauges show them."""
+    return [
+        ShardStats(f.shard, f.length, f.lag, f.pending, f.oldest_pending_age, f.dead_letters)
+        for f in await read_shards(client, shards)
+    ]
 
 
 async def memory_usage(client: aioredis.Redis) -> tuple[int, int]:

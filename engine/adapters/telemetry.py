@@ -26,8 +26,7 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from redis.exceptions import RedisError
 
-from engine.adapters import metrics
-from engine.adapters.streams import GROUP, stream_key
+from engine.adapters import metrics, streams
 from engine.domain import capacity
 from engine.settings import Settings
 
@@ -48,44 +47,15 @@ _TOTALS = {
 }
 
 
-def _int(value: Any) -> int:
-    return int(value) if value is not None else 0
-
-
 async def redis_sample(
     client: aioredis.Redis, shards: int, *, writer_seen_ms: int
 ) -> tuple[tuple[capacity.ShardSample, ...], int]:
-    """Every shard's arrivals, length and backlog, and the writers seen recently (one pipeline)."""
-    pipe = client.pipeline(transaction=False)
-    for shard in range(shards):
-        pipe.xinfo_stream(stream_key(shard))
-        pipe.xinfo_groups(stream_key(shard))
-        pipe.xinfo_consumers(stream_key(shard), GROUP)
-    results = await pipe.execute(raise_on_error=False)
-    samples = []
-    writers: set[str] = set()
-    for shard in range(shards):
-        info, groups, consumers = results[shard * 3 : shard * 3 + 3]
-        if isinstance(info, BaseException):  # no stream yet: nothing ever added
-            samples.append(capacity.ShardSample(shard, 0, 0, 0))
-            continue
-        length = _int(info.get("length"))
-        group = None
-        if not isinstance(groups, BaseException):
-            group = next((g for g in groups if g["name"] == GROUP), None)
-        if group is None:  # no writer has started on this shard: everything waits
-            backlog = length
-        else:
-            pending = _int(group.get("pending"))
-            lag = group.get("lag")
-            # Redis reports no lag when it cannot tell (deleted entries in the range); the
-            # undelivered entries are then at most what is in the stream and not pending.
-            backlog = pending + (int(lag) if lag is not None else max(0, length - pending))
-        added = _int(info.get("entries-added"))
-        samples.append(capacity.ShardSample(shard, added, length, backlog))
-        if not isinstance(consumers, BaseException):
-            writers.update(c["name"] for c in consumers if _int(c.get("idle")) < writer_seen_ms)
-    return tuple(samples), len(writers)
+    """Every shard's arrivals, length and backlog, and the writers seen recently (one pipeline,
+    `streams.read_shards`)."""
+    facts = await streams.read_shards(client, shards, writer_seen_ms=writer_seen_ms)
+    samples = tuple(capacity.ShardSample(f.shard, f.added, f.length, f.backlog) for f in facts)
+    writers = frozenset().union(*(f.writers for f in facts))
+    return samples, len(writers)
 
 
 def process_totals(directory: Path | None = None) -> dict[str, float]:

@@ -33,8 +33,8 @@ from engine.pages.page import (
     check_login_token,
     csrf_of,
     detail,
-    language,
     login_form,
+    page_language,
     read_form,
     render,
     session_or_none,
@@ -144,7 +144,7 @@ class AccountPages:
         svc = services(request)
         values = await read_form(request, 4096)
         check_login_token(request, self.login_cookie, values)
-        lang = language(request)
+        lang = page_language(request)
         t = i18n.translator(lang)
         value, password = self.normalise(first(values, self.login_field)), first(values, "password")
         names = (self.login_field, "password")
@@ -229,7 +229,7 @@ class AccountPages:
         values = await read_form(request, 4096)
         signed = await self.signed_in(request)
         check_csrf(signed.session, values)
-        lang = language(request)
+        lang = page_language(request)
         t = i18n.translator(lang)
         current, new = first(values, "current_password"), first(values, "new_password")
         errors: dict[str, list[str]] = {}

@@ -43,10 +43,10 @@ from engine.pages.page import (
     csrf_of,
     expired,
     is_open,
-    language,
     local_date,
     local_time,
     page,
+    page_language,
     read_form,
     render,
     require,
@@ -184,7 +184,7 @@ def _form_page(
         csrf=csrf_of(session),
         values=values,
         errors=dict(errors or {}),
-        label=functools.partial(_label, i18n.translator(language(request))),
+        label=functools.partial(_label, i18n.translator(page_language(request))),
         key=key or secrets.token_urlsafe(16),
         notice=notice,
         choices=choices(svc),
@@ -230,7 +230,7 @@ async def _submit(
     request: Request, svc: Services, session: Session, values: Values, key: str
 ) -> Response:
     built = webform.to_body(values)
-    lang = language(request)
+    lang = page_language(request)
     try:
         receipt = await candidates.submit(svc, session, key, built.body)
     except InvalidRegistration as exc:

@@ -93,7 +93,9 @@ class Redirect(Exception):
         self.location = location
 
 
-def language(request: Request) -> i18n.Lang:
+def page_language(request: Request) -> i18n.Lang:
+    """The pages' language rule: `?lang=`, then the `lang` cookie, else Vietnamese (the API's
+    rule, `engine.http.responses.api_language`, reads Accept-Language instead of a cookie)."""
     return i18n.language(request.query_params.get("lang"), request.cookies.get(i18n.COOKIE))
 
 
@@ -109,7 +111,7 @@ def render(
     `layout` and `home` let a template shared by the candidate pages and the support console
     (errors, password change) sit in either one's frame.
     """
-    lang = language(request)
+    lang = page_language(request)
     context.setdefault("csrf", "")
     context.setdefault("window", None)
     context.setdefault("answered", False)
@@ -129,14 +131,14 @@ def error_page(
     request: Request, exc: ExamregError, not_found: str = "not_found", **context: Any
 ) -> HTMLResponse:
     """The error as a page; `not_found` is the catalog key that says what was not found."""
-    t = i18n.translator(language(request))
+    t = i18n.translator(page_language(request))
     message: str
     if isinstance(exc, FormExpired):
         message = t("forbidden_form")
     elif isinstance(exc, NotFound):
         message = t(not_found)
     else:
-        message = detail(exc, language(request))
+        message = detail(exc, page_language(request))
     return render(
         request,
         "error.html",
@@ -263,7 +265,7 @@ def login_form(
     """A login page: its form token (double-submit `cookie`, scoped to `path`) and a notice saying
     why the user is here (session expired, logged out); `paint(**context)` renders the page."""
     token = login_token(request, cookie)
-    t = i18n.translator(language(request))
+    t = i18n.translator(page_language(request))
     notice = ""
     if request.query_params.get("expired"):
         notice = t("session_expired")

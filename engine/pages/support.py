@@ -37,10 +37,10 @@ from engine.pages.page import (
     check_csrf,
     choices,
     csrf_of,
-    language,
     local_date,
     local_time,
     page_in,
+    page_language,
     read_form,
     render,
     session_or_none,
@@ -233,7 +233,7 @@ async def search_submit(request: Request) -> Response:
     try:
         found = await support_desk.search(desk, params)
     except InvalidRequest as exc:
-        errors = _field_errors(exc, language(request))
+        errors = _field_errors(exc, page_language(request))
         return _search_page(request, desk, session, params, errors=errors, status=exc.status)
     return _search_page(request, desk, session, params, found=found)
 
@@ -351,7 +351,7 @@ async def record_submit(request: Request) -> Response:
             desk, candidate_id, reason, reveal=action == "reveal"
         )
     except InvalidRequest as exc:
-        errors = _field_errors(exc, language(request))
+        errors = _field_errors(exc, page_language(request))
         return _prompt(
             request,
             desk,

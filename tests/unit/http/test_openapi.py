@@ -3,9 +3,11 @@ and it is internally consistent (every operation has responses, every `$ref` res
 
 from __future__ import annotations
 
+import random
 import re
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import pytest
@@ -13,6 +15,10 @@ from starlette.routing import Mount, Route
 
 from engine import settings
 from engine.app import create_app
+from engine.domain import registration
+from engine.domain.registration import CandidateContext, Catalog, validate_registration
+from engine.domain.rostergen import generate_roster, sample_form
+from engine.errors import InvalidRegistration
 from engine.http.openapi import document
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -132,3 +138,73 @@ def test_security_requirements_name_defined_schemes(doc: dict[str, Any]) -> None
     for path, method, operation in _operations(doc):
         for requirement in operation.get("security", []):
             assert set(requirement) <= schemes, f"{method.upper()} {path}: {requirement}"
+
+
+# -- the registration form's schema against the validator itself ------------------------------
+# The OpenAPI schema restates the form's shape for clients; these tests hold it to the validator's
+# own constants and behaviour, so the two cannot drift apart (the validator is the one source).
+
+
+def _form_schema(doc: dict[str, Any]) -> dict[str, Any]:
+    put = doc["paths"]["/api/v1/me/registration"]["put"]
+    schema: dict[str, Any] = put["requestBody"]["content"]["application/json"]["schema"]
+    while "$ref" in schema:
+        schema = _resolve(doc, schema["$ref"])
+    return schema
+
+
+def test_the_form_schema_names_exactly_the_validators_fields(doc: dict[str, Any]) -> None:
+    form = _form_schema(doc)
+    assert list(form["properties"]) == list(registration.FIELDS)
+    assert form["additionalProperties"] is False
+    props = form["properties"]
+    assert list(props["residence"]["properties"]) == list(registration._RESIDENCE_FIELDS)
+    assert list(props["schools"]["items"]["properties"]) == list(registration._SCHOOL_FIELDS)
+    assert list(props["exemptions"]["properties"]) == list(registration._EXEMPTION_FIELDS)
+
+
+def test_the_form_schema_enumerates_the_validators_values(doc: dict[str, Any]) -> None:
+    props = _form_schema(doc)["properties"]
+    assert props["sex"]["enum"] == list(registration._SEXES)
+    assert props["candidate_type"]["enum"] == list(registration._CANDIDATE_TYPES)
+    assert props["purposes"]["items"]["enum"] == list(registration._PURPOSES)
+    assert set(props["schools"]["items"]["properties"]["grade"]["enum"]) == set(
+        registration._GRADES
+    )
+    assert props["schools"]["maxItems"] == len(registration._GRADES)
+
+
+def test_the_form_schema_requires_what_the_validator_requires(doc: dict[str, Any]) -> None:
+    """Dropping a field from a valid form is refused with `required` exactly for the fields the
+    schema lists as required (and the residence's required members likewise)."""
+    rng = random.Random(7)
+    entry = next(e for e in generate_roster(50, seed=7) if e.candidate_type == "a")
+    form = sample_form(entry, rng)
+    ctx = CandidateContext(national_id=entry.national_id, today=date(2026, 4, 1))
+    catalog = Catalog.from_reference()
+    validate_registration(form, ctx, catalog)  # the starting point is valid
+
+    def required_when_missing(body: dict[str, Any], path: str) -> bool:
+        try:
+            validate_registration(body, ctx, catalog)
+        except InvalidRegistration as exc:
+            return (path, "required") in {(e.field, e.code) for e in exc.errors}
+        return False
+
+    schema = _form_schema(doc)
+    refused = {
+        name
+        for name in form
+        if required_when_missing({k: v for k, v in form.items() if k != name}, name)
+    }
+    assert refused == set(schema["required"])
+    residence = schema["properties"]["residence"]
+    refused_residence = {
+        name
+        for name in form["residence"]
+        if required_when_missing(
+            {**form, "residence": {k: v for k, v in form["residence"].items() if k != name}},
+            f"residence.{name}",
+        )
+    }
+    assert refused_residence == set(residence["required"])
