@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -207,37 +207,14 @@ class NewCandidate:
     password_hash: str
 
 
-_CANDIDATE_COLUMNS = (
-    "national_id",
-    "full_name",
-    "date_of_birth",
-    "sex",
-    "candidate_type",
-    "province_code",
-    "school_code",
-    "phone",
-    "password_hash",
-)
+_CANDIDATE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(NewCandidate))
 
 
 async def insert_candidates(
     conn: asyncpg.Connection, rows: Iterable[NewCandidate]
 ) -> dict[str, int]:
     """COPY roster rows in (skipping national IDs already present); return national_id → id."""
-    records = [
-        (
-            r.national_id,
-            r.full_name,
-            r.date_of_birth,
-            r.sex,
-            r.candidate_type,
-            r.province_code,
-            r.school_code,
-            r.phone,
-            r.password_hash,
-        )
-        for r in rows
-    ]
+    records = [tuple(getattr(r, name) for name in _CANDIDATE_COLUMNS) for r in rows]
     async with conn.transaction():
         await conn.execute(QUERIES["create_staging_candidates"])
         await conn.copy_records_to_table(

@@ -6,7 +6,7 @@ Owns the shape of a stream entry (field names, encoding) and its translation int
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TypedDict
 
@@ -47,35 +47,12 @@ class VersionRow:
     accepted_at: datetime
 
     def as_record(self) -> tuple[object, ...]:
-        """The tuple in the column order of the staging table."""
-        return (
-            self.candidate_id,
-            self.version,
-            self.receipt_id,
-            self.idempotency_key,
-            self.request_hash,
-            self.phase,
-            self.form,
-            self.full_name,
-            self.shard,
-            self.stream_id,
-            self.accepted_at,
-        )
+        """The tuple in the column order of the staging table (`STAGING_COLUMNS`)."""
+        return tuple(getattr(self, name) for name in STAGING_COLUMNS)
 
 
-STAGING_COLUMNS = (
-    "candidate_id",
-    "version",
-    "receipt_id",
-    "idempotency_key",
-    "request_hash",
-    "phase",
-    "form",
-    "full_name",
-    "shard",
-    "stream_id",
-    "accepted_at",
-)
+# The staging table's columns are the row's fields, in their order (schema: staging_versions).
+STAGING_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(VersionRow))
 
 
 def _text(fields: dict[str, str], name: str) -> str:

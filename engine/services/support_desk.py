@@ -242,6 +242,27 @@ def _current(row: Mapping[str, Any] | None, reveal: bool) -> dict[str, Any] | No
 # -- the operations ----------------------------------------------------------------------------
 
 
+async def _audit(
+    desk: Desk,
+    conn: store.Connection,
+    action: str,
+    candidate_id: int | None,
+    reason: str | None,
+    detail: dict[str, Any],
+) -> None:
+    """The caller's audit row for `action`, on `conn` (inside the read's transaction)."""
+    await support_store.audit(
+        conn,
+        staff_id=desk.staff.staff_id,
+        role=desk.staff.role,
+        action=action,
+        candidate_id=candidate_id,
+        reason=reason,
+        client_addr=desk.address,
+        detail=detail,
+    )
+
+
 async def audit_refusal(
     desk: Desk,
     action: str,
@@ -251,16 +272,7 @@ async def audit_refusal(
 ) -> None:
     """A standalone audit row, for refused or failed requests (no read to share it with)."""
     async with desk.svc.pool.acquire() as conn:
-        await support_store.audit(
-            conn,
-            staff_id=desk.staff.staff_id,
-            role=desk.staff.role,
-            action=action,
-            candidate_id=candidate_id,
-            reason=reason,
-            client_addr=desk.address,
-            detail=detail,
-        )
+        await _audit(desk, conn, action, candidate_id, reason, detail)
 
 
 async def search(desk: Desk, params: Mapping[str, str]) -> SearchPage:
@@ -274,15 +286,13 @@ async def search(desk: Desk, params: Mapping[str, str]) -> SearchPage:
     async with desk.svc.pool.acquire() as conn, conn.transaction():
         rows = await support_store.search_candidates(conn, criteria, desk.staff.school)
         size = min(criteria.page_size, support_store.PAGE_SIZE_MAX)
-        await support_store.audit(
+        await _audit(
+            desk,
             conn,
-            staff_id=desk.staff.staff_id,
-            role=desk.staff.role,
-            action="search",
-            candidate_id=None,
-            reason=reason,
-            client_addr=desk.address,
-            detail={"criteria": criteria.criteria(), "results": min(len(rows), size)},
+            "search",
+            None,
+            reason,
+            {"criteria": criteria.criteria(), "results": min(len(rows), size)},
         )
     return SearchPage(
         [summary(r) for r in rows[:size]],
@@ -324,16 +334,7 @@ async def read_candidate(
     action = "reveal" if reveal else "detail"
     reason = await _checked(desk, candidate_id, action, raw_reason)
     async with desk.svc.pool.acquire() as conn, conn.transaction():
-        await support_store.audit(
-            conn,
-            staff_id=desk.staff.staff_id,
-            role=desk.staff.role,
-            action=action,
-            candidate_id=candidate_id,
-            reason=reason,
-            client_addr=desk.address,
-            detail={"outcome": "ok"},
-        )
+        await _audit(desk, conn, action, candidate_id, reason, {"outcome": "ok"})
         found = await support_store.candidate_detail(conn, candidate_id)
     if found is None:
         raise NotFound()
@@ -395,16 +396,7 @@ async def reset_password(desk: Desk, candidate_id: int, raw_reason: object) -> d
     password = issue_password()
     password_hash = await svc.passwords.hash(password)
     async with svc.pool.acquire() as conn, conn.transaction():
-        await support_store.audit(
-            conn,
-            staff_id=desk.staff.staff_id,
-            role=desk.staff.role,
-            action="password_reset",
-            candidate_id=candidate_id,
-            reason=reason,
-            client_addr=desk.address,
-            detail={"outcome": "ok"},
-        )
+        await _audit(desk, conn, "password_reset", candidate_id, reason, {"outcome": "ok"})
         if not await support_store.reset_password(conn, candidate_id, password_hash):
             raise NotFound()
     revoked = await svc.sessions.revoke_all("candidate", candidate_id)
