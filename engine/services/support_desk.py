@@ -333,6 +333,7 @@ async def read_candidate(
     """
     action = "reveal" if reveal else "detail"
     reason = await _checked(desk, candidate_id, action, raw_reason)
+    facts = await stream_facts(desk.svc, candidate_id)
     async with desk.svc.pool.acquire() as conn, conn.transaction():
         await _audit(desk, conn, action, candidate_id, reason, {"outcome": "ok"})
         found = await support_store.candidate_detail(conn, candidate_id)
@@ -345,23 +346,42 @@ async def read_candidate(
     body["revealed"] = reveal
     body["current"] = _current(found["current"], reveal)
     body["versions"] = [_jsonable(v) for v in found["versions"]]
-    body["pipeline"] = await pipeline_state(desk.svc, candidate_id, found["versions"])
+    body["pipeline"] = pipeline_state(facts, found["versions"])
     return body
 
 
-async def pipeline_state(
-    svc: Services, candidate_id: int, versions: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """Where the newest accepted version is now: the one view that answers "did it count?"."""
+@dataclass(frozen=True, slots=True)
+class StreamFacts:
+    """What Redis holds about a candidate's newest version, read before the database."""
+
+    shard: int
+    latest: streams.LatestRecord | None
+    dead: dict[str, Any] | None
+    entry: dict[str, Any] | None
+
+
+async def stream_facts(svc: Services, candidate_id: int) -> StreamFacts:
+    """Redis's side of the pipeline state. Read it BEFORE the database: the writer acknowledges
+    only after COMMIT, so an entry already gone here is committed in what the database read that
+    follows returns, and the record never says "persisted" while showing no registration."""
     shard = svc.settings.shard_of(candidate_id)
     latest = await streams.latest_record(svc.redis, shard, candidate_id)
-    newest = versions[0] if versions else None
+    if latest is None:
+        return StreamFacts(shard, None, None, None)
+    dead = await streams.find_dead_letter(svc.redis, shard, latest.receipt_id)
+    entry = None if dead else await streams.entry_state(svc.redis, shard, latest.stream_id)
+    return StreamFacts(shard, latest, dead, entry)
+
+
+def pipeline_state(facts: StreamFacts, versions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where the newest accepted version is now: the one view that answers "did it count?"."""
+    latest, newest = facts.latest, versions[0] if versions else None
     if newest is not None and (latest is None or newest["version"] >= latest.version):
         return {
             "state": "persisted",
             "version": newest["version"],
             "receipt_id": newest["receipt_id"],
-            "shard": shard,
+            "shard": facts.shard,
             "accepted_at": newest["accepted_at"].isoformat(),
             "persisted_at": newest["persisted_at"].isoformat(),
         }
@@ -370,18 +390,17 @@ async def pipeline_state(
     base = {
         "version": latest.version,
         "receipt_id": latest.receipt_id,
-        "shard": shard,
+        "shard": facts.shard,
         "stream_id": latest.stream_id,
         "accepted_at": latest.accepted_at,
         "age_seconds": round(time.time() - int(latest.stream_id.split("-")[0]) / 1000, 3),
     }
-    dead = await streams.find_dead_letter(svc.redis, shard, latest.receipt_id)
-    if dead is not None:
-        return {"state": "dead_lettered", **base, "reason": dead["reason"]}
-    entry = await streams.entry_state(svc.redis, shard, latest.stream_id)
-    if entry["state"] == "gone":  # committed between our database read and now
+    if facts.dead is not None:
+        return {"state": "dead_lettered", **base, "reason": facts.dead["reason"]}
+    assert facts.entry is not None
+    if facts.entry["state"] == "gone":  # acknowledged, so committed (the writer acks after COMMIT)
         return {"state": "persisted", **base}
-    return {"state": "in_stream", **base, "delivery": entry}
+    return {"state": "in_stream", **base, "delivery": facts.entry}
 
 
 async def reset_password(desk: Desk, candidate_id: int, raw_reason: object) -> dict[str, Any]:

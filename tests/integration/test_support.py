@@ -418,3 +418,47 @@ async def test_the_registration_form_in_a_detail_is_masked_too(
     )
     form = revealed.json()["current"]["form"]
     assert (form["national_id"], form["phone"]) == (target["national_id"], target["phone"])
+
+
+async def test_a_record_read_while_the_writer_commits_never_says_persisted_without_the_row(
+    harness: Harness,
+    desk: dict[str, dict[str, str]],
+    roster: list[dict[str, Any]],
+    pool: asyncpg.Pool,
+    aredis: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writer commits (and acknowledges) in the middle of the desk's read: between its Redis
+    and its database reads. The record must then show the persisted registration, not "persisted"
+    over an empty current registration (seen in the console under load)."""
+    candidate = roster[7]
+    auth = await harness.login(candidate)
+    response = await harness.client.put(
+        "/api/v1/me/registration",
+        json=form_for(candidate),
+        headers={**auth, "Idempotency-Key": "r1"},
+    )
+    assert response.status_code == 202
+    original = streams.latest_record
+    committed = False
+
+    async def latest_record_then_commit(*args: Any, **kwargs: Any) -> Any:
+        nonlocal committed
+        record = await original(*args, **kwargs)
+        if not committed:  # the writer finishes right after the desk looked at Redis
+            committed = True
+            await drain(harness.settings, pool, aredis)
+        return record
+
+    monkeypatch.setattr(streams, "latest_record", latest_record_then_commit)
+    body = (
+        await harness.client.get(
+            f"{SEARCH}/{candidate['candidate_id']}",
+            params={"reason": "call"},
+            headers=desk["support"],
+        )
+    ).json()
+    assert committed
+    assert body["pipeline"]["state"] in ("in_stream", "persisted")
+    if body["pipeline"]["state"] == "persisted":
+        assert body["current"] is not None and body["current"]["version"] == 1
