@@ -6,6 +6,7 @@ values raise `SettingsError` with a message that names the variable, at start-up
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -71,6 +72,9 @@ class Settings:
     max_inflight_requests: int = 64
     max_event_loop_lag_ms: int = 250  # 0: never shed on event-loop lag
     max_body_bytes: int = 32_768
+    # Reverse proxies (IP addresses or CIDR networks) whose X-Forwarded-For / X-Forwarded-Proto
+    # are believed; from anyone else those headers are ignored. Empty: no proxy is trusted.
+    trusted_proxies: tuple[str, ...] = ()
     # Login (argon2id, OWASP parameters: 19 MiB, 2 passes, 1 lane).
     argon2_memory_kib: int = 19_456
     argon2_time_cost: int = 2
@@ -141,6 +145,25 @@ def _window(env: Mapping[str, str]) -> Window:
     return window
 
 
+def _trusted_proxies(raw: str) -> tuple[str, ...]:
+    """`EXAMREG_TRUSTED_PROXIES`: comma-separated IP addresses or CIDR networks, normalised."""
+    entries: list[str] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            entries.append(
+                str(ipaddress.ip_network(item, strict=False))
+                if "/" in item
+                else str(ipaddress.ip_address(item))
+            )
+        except ValueError as exc:
+            raise SettingsError(
+                f"EXAMREG_TRUSTED_PROXIES: {item!r} is not an IP address or a CIDR network"
+            ) from exc
+    return tuple(entries)
+
+
 def _coerce(name: str, raw: str, kind: type) -> object:
     try:
         if kind is bool:
@@ -190,7 +213,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     env = os.environ if env is None else env
     values: dict[str, object] = {}
     for f in fields(Settings):
-        if f.name == "window":
+        if f.name in ("window", "trusted_proxies"):
             continue
         raw = env.get(f"EXAMREG_{f.name.upper()}")
         kind = _SCALARS.get(str(f.type))
@@ -200,6 +223,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
             if raw not in ("debug", "info", "warning", "error"):
                 raise SettingsError(f"EXAMREG_LOG_LEVEL={raw!r}: use debug, info, warning or error")
             values[f.name] = raw
+    values["trusted_proxies"] = _trusted_proxies(env.get("EXAMREG_TRUSTED_PROXIES", ""))
     values["window"] = _window(env)
     values.update(overrides)
     settings = Settings(**values)  # type: ignore[arg-type]

@@ -100,6 +100,19 @@ def test_an_unknown_log_level_is_rejected() -> None:
         load(env={"EXAMREG_LOG_LEVEL": "verbose"})
 
 
+def test_trusted_proxies_are_addresses_or_networks_and_none_by_default() -> None:
+    assert load(env={}).trusted_proxies == ()
+    raw = " 10.8.0.0/16, 127.0.0.1 ,::1,, fd00::/8"
+    settings = load(env={"EXAMREG_TRUSTED_PROXIES": raw})
+    assert settings.trusted_proxies == ("10.8.0.0/16", "127.0.0.1", "::1", "fd00::/8")
+
+
+@pytest.mark.parametrize("raw", ["proxy.internal", "10.0.0.0/33", "*"])
+def test_a_trusted_proxy_that_is_no_address_is_rejected(raw: str) -> None:
+    with pytest.raises(SettingsError, match="EXAMREG_TRUSTED_PROXIES"):
+        load(env={"EXAMREG_TRUSTED_PROXIES": raw})
+
+
 @pytest.mark.parametrize(
     "name",
     ["EXAMREG_STREAM_SHARDS", "EXAMREG_WRITER_BATCH_SIZE", "EXAMREG_DB_POOL_SIZE"],
