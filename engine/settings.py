@@ -81,8 +81,14 @@ class Settings:
     argon2_parallelism: int = 1
     login_concurrency: int = 4
     login_queue_limit: int = 64
+    # Login throttle: per account, `login_max_failures` free attempts, then a delay of
+    # `login_delay_seconds` doubling after each failure up to `login_lockout_seconds`; per client
+    # address at most `login_address_max_failures` per `login_address_window_seconds`.
     login_max_failures: int = 5
+    login_delay_seconds: float = 1.0
     login_lockout_seconds: int = 900
+    login_address_max_failures: int = 300
+    login_address_window_seconds: int = 900
     session_idle_seconds: int = 1800
     session_absolute_seconds: int = 8 * 3600
     secret_key: str = ""
@@ -196,6 +202,10 @@ _POSITIVE = {
     "max_inflight_requests",
     "max_body_bytes",
     "login_concurrency",
+    "login_max_failures",
+    "login_lockout_seconds",
+    "login_address_max_failures",
+    "login_address_window_seconds",
     "writer_batch_size",
     "writer_max_deliveries",
     "db_pool_size",
@@ -230,6 +240,8 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     for name in _POSITIVE:
         if getattr(settings, name) < 1:
             raise SettingsError(f"EXAMREG_{name.upper()} must be at least 1")
+    if not settings.login_delay_seconds > 0:
+        raise SettingsError("EXAMREG_LOGIN_DELAY_SECONDS must be more than 0")
     if not 0 < settings.redis_memory_limit_ratio <= 1:
         raise SettingsError("EXAMREG_REDIS_MEMORY_LIMIT_RATIO must be in (0, 1]")
     if not settings.secret_key:

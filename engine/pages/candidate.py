@@ -234,15 +234,16 @@ async def password_submit(request: Request) -> Response:
         errors["new_password_confirm"] = [t("password_mismatch")]
     else:
         try:
-            await candidates.set_password(svc, session.subject, current, new)
+            await candidates.set_password(svc, session, client_address(request), current, new)
             return RedirectResponse("/registration", 303)
         except InvalidCredentials:
             errors["current_password"] = [t("current_password_wrong")]
         except WeakPassword as exc:
             errors["new_password"] = [detail(exc, lang)]
-        except Overloaded as exc:
+        except (TooManyAttempts, Overloaded) as exc:
+            key = "login_locked" if isinstance(exc, TooManyAttempts) else "login_busy"
             status, headers = exc.status, retry_headers(exc)
-            message = t("login_busy", seconds=exc.retry_after or svc.settings.retry_after_seconds)
+            message = t(key, seconds=exc.retry_after or svc.settings.retry_after_seconds)
     profile = await store.candidate_profile(svc.pool, session.subject)
     forced = bool(profile and profile["must_change_password"])
     return _password_page(request, svc, session, forced, status, errors, message, headers)

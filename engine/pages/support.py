@@ -266,16 +266,17 @@ async def password_submit(request: Request) -> Response:
         errors["new_password_confirm"] = [t("password_mismatch")]
     else:
         try:
-            await staff_service.set_password(desk.svc, desk.staff.staff_id, current, new)
+            await staff_service.set_password(desk.svc, session, desk.address, current, new)
             return RedirectResponse(HOME, 303)
         except InvalidCredentials:
             errors["current_password"] = [t("current_password_wrong")]
         except WeakPassword as exc:
             errors["new_password"] = [detail(exc, lang)]
-        except Overloaded as exc:
+        except (TooManyAttempts, Overloaded) as exc:
+            key = "login_locked" if isinstance(exc, TooManyAttempts) else "login_busy"
             status, headers = exc.status, retry_headers(exc)
             seconds = exc.retry_after or desk.svc.settings.retry_after_seconds
-            message = t("login_busy", seconds=seconds)
+            message = t(key, seconds=seconds)
     return await _password_page(request, desk, session, status, errors, message, headers)
 
 

@@ -113,6 +113,24 @@ def test_a_trusted_proxy_that_is_no_address_is_rejected(raw: str) -> None:
         load(env={"EXAMREG_TRUSTED_PROXIES": raw})
 
 
+def test_the_login_throttle_defaults_fit_a_school_and_bad_values_are_refused() -> None:
+    settings = load(env={})
+    assert (settings.login_max_failures, settings.login_delay_seconds) == (5, 1.0)
+    assert settings.login_lockout_seconds == 900
+    assert (settings.login_address_max_failures, settings.login_address_window_seconds) == (
+        300,
+        900,
+    )
+    assert load(env={"EXAMREG_LOGIN_DELAY_SECONDS": "0.5"}).login_delay_seconds == 0.5
+    for name, raw in (
+        ("EXAMREG_LOGIN_DELAY_SECONDS", "0"),
+        ("EXAMREG_LOGIN_ADDRESS_MAX_FAILURES", "0"),
+        ("EXAMREG_LOGIN_MAX_FAILURES", "-1"),
+    ):
+        with pytest.raises(SettingsError, match=name):
+            load(env={name: raw})
+
+
 @pytest.mark.parametrize(
     "name",
     ["EXAMREG_STREAM_SHARDS", "EXAMREG_WRITER_BATCH_SIZE", "EXAMREG_DB_POOL_SIZE"],
