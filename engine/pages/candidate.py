@@ -143,7 +143,7 @@ async def login_submit(request: Request) -> Response:
     check_login_token(request, LOGIN_CSRF_COOKIE, values)
     lang = language(request)
     t = i18n.translator(lang)
-    login_id, password = first(values, "login").strip(), first(values, "password")[:128]
+    login_id, password = first(values, "login").strip(), first(values, "password")
     missing = {n: [t("field_required")] for n in ("login", "password") if not first(values, n)}
     if missing:
         return _login_page(request, 422, login_id=login_id, errors=missing)
@@ -204,6 +204,7 @@ def _password_page(
         csrf=csrf_of(session),
         forced=forced,
         forced_notice="password_intro_forced",
+        min_length=svc.settings.password_min_length,
         action="/password",
         errors=dict(errors or {}),
         message=message,
@@ -239,7 +240,9 @@ async def password_submit(request: Request) -> Response:
         except InvalidCredentials:
             errors["current_password"] = [t("current_password_wrong")]
         except WeakPassword as exc:
-            errors["new_password"] = [detail(exc, lang)]
+            errors["new_password"] = [
+                e.message_en if lang == "en" else e.message for e in exc.errors
+            ] or [detail(exc, lang)]
         except (TooManyAttempts, Overloaded) as exc:
             key = "login_locked" if isinstance(exc, TooManyAttempts) else "login_busy"
             status, headers = exc.status, retry_headers(exc)

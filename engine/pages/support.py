@@ -187,7 +187,7 @@ async def login_submit(request: Request) -> Response:
     lookup = functools.partial(staff_service.staff_account, svc)
     try:
         login = await authenticate(
-            svc, "staff", username, password[:128], client_address(request), lookup
+            svc, "staff", username, password, client_address(request), lookup
         )
     except InvalidCredentials:
         return _login_page(request, 401, username=username, message=t("desk_login_failed"))
@@ -243,6 +243,7 @@ async def _password_page(
         action=CHANGE_PAGE,
         forced=bool(record and record.must_change_password),
         forced_notice="desk_password_forced",
+        min_length=desk.svc.settings.password_min_length,
         errors=dict(errors or {}),
         message=message,
     )
@@ -271,7 +272,9 @@ async def password_submit(request: Request) -> Response:
         except InvalidCredentials:
             errors["current_password"] = [t("current_password_wrong")]
         except WeakPassword as exc:
-            errors["new_password"] = [detail(exc, lang)]
+            errors["new_password"] = [
+                e.message_en if lang == "en" else e.message for e in exc.errors
+            ] or [detail(exc, lang)]
         except (TooManyAttempts, Overloaded) as exc:
             key = "login_locked" if isinstance(exc, TooManyAttempts) else "login_busy"
             status, headers = exc.status, retry_headers(exc)

@@ -110,9 +110,11 @@ async def new_password_hash(
         TooManyAttempts: the account must wait, or the address is over its cap (Retry-After).
         InvalidCredentials: the current password is wrong.
     """
-    check_password_policy(new, current)
+    check_password_policy(
+        new, current, login=session.login, min_length=svc.settings.password_min_length
+    )
     attempt = await _attempt(svc, session.kind, session.login, address)
-    if not await _verify(svc, attempt, current_hash, current[:128]):
+    if not await _verify(svc, attempt, current_hash, current):
         await svc.throttle.failed(attempt)
         raise InvalidCredentials()
     await svc.throttle.succeeded(attempt)

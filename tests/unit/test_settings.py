@@ -113,6 +113,14 @@ def test_a_trusted_proxy_that_is_no_address_is_rejected(raw: str) -> None:
         load(env={"EXAMREG_TRUSTED_PROXIES": raw})
 
 
+def test_the_password_minimum_is_eight_by_default_and_never_below() -> None:
+    assert load(env={}).password_min_length == 8
+    assert load(env={"EXAMREG_PASSWORD_MIN_LENGTH": "15"}).password_min_length == 15
+    for raw in ("7", "65"):
+        with pytest.raises(SettingsError, match="EXAMREG_PASSWORD_MIN_LENGTH"):
+            load(env={"EXAMREG_PASSWORD_MIN_LENGTH": raw})
+
+
 def test_the_login_throttle_defaults_fit_a_school_and_bad_values_are_refused() -> None:
     settings = load(env={})
     assert (settings.login_max_failures, settings.login_delay_seconds) == (5, 1.0)
