@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from engine.adapters import backend, metrics
 from engine.errors import ExamregError, MethodNotAllowed, NotFound, Unavailable
@@ -106,16 +107,24 @@ def create_app(settings: Settings) -> Starlette:
         **{error: _on_backend_error for error in backend.BACKEND_ERRORS},
         Exception: _on_unexpected,
     }
+    middleware = [
+        Middleware(
+            ObservabilityMiddleware,
+            arrival_log=settings.arrival_log,
+            max_inflight=settings.max_inflight_requests,
+            lag=lag,
+        )
+    ]
+    if settings.trusted_proxies:
+        # Outermost, so every layer below (cookies' Secure flag, HSTS, the login throttle's
+        # address, the audit log) sees the original client and scheme. Only the listed proxies'
+        # X-Forwarded-For / X-Forwarded-Proto count; the client is the right-most untrusted hop.
+        middleware.insert(
+            0, Middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
+        )
     return Starlette(
         routes=routes,
-        middleware=[
-            Middleware(
-                ObservabilityMiddleware,
-                arrival_log=settings.arrival_log,
-                max_inflight=settings.max_inflight_requests,
-                lag=lag,
-            )
-        ],
+        middleware=middleware,
         exception_handlers=handlers,
         lifespan=lifespan,
     )

@@ -193,12 +193,12 @@ class InvalidRequest(ExamregError):
 
 
 class WeakPassword(ExamregError):
-    """The new password does not meet the policy."""
+    """The new password does not meet the policy; `errors` says why (engine.domain.passwords)."""
 
     status = 422
     code = "weak_password"
-    title = "Mật khẩu mới chưa đủ mạnh (ít nhất 8 ký tự, có chữ và số, khác mật khẩu cũ)."
-    title_en = "The new password is too weak (8+ characters, letters and digits, not the old one)."
+    title = "Mật khẩu mới chưa đủ an toàn."
+    title_en = "The new password is not safe enough."
 
 
 class IdempotencyKeyReused(ExamregError):

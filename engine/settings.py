@@ -6,6 +6,7 @@ values raise `SettingsError` with a message that names the variable, at start-up
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -71,14 +72,25 @@ class Settings:
     max_inflight_requests: int = 64
     max_event_loop_lag_ms: int = 250  # 0: never shed on event-loop lag
     max_body_bytes: int = 32_768
+    # Reverse proxies (IP addresses or CIDR networks) whose X-Forwarded-For / X-Forwarded-Proto
+    # are believed; from anyone else those headers are ignored. Empty: no proxy is trusted.
+    trusted_proxies: tuple[str, ...] = ()
     # Login (argon2id, OWASP parameters: 19 MiB, 2 passes, 1 lane).
     argon2_memory_kib: int = 19_456
     argon2_time_cost: int = 2
     argon2_parallelism: int = 1
     login_concurrency: int = 4
     login_queue_limit: int = 64
+    # Login throttle: per account, `login_max_failures` free attempts, then a delay of
+    # `login_delay_seconds` doubling after each failure up to `login_lockout_seconds`; per client
+    # address at most `login_address_max_failures` per `login_address_window_seconds`.
     login_max_failures: int = 5
+    login_delay_seconds: float = 1.0
     login_lockout_seconds: int = 900
+    login_address_max_failures: int = 300
+    login_address_window_seconds: int = 900
+    # NIST SP 800-63B: at least 8 (its 2024 revision asks 15 where the password is the only factor).
+    password_min_length: int = 8
     session_idle_seconds: int = 1800
     session_absolute_seconds: int = 8 * 3600
     secret_key: str = ""
@@ -141,6 +153,25 @@ def _window(env: Mapping[str, str]) -> Window:
     return window
 
 
+def _trusted_proxies(raw: str) -> tuple[str, ...]:
+    """`EXAMREG_TRUSTED_PROXIES`: comma-separated IP addresses or CIDR networks, normalised."""
+    entries: list[str] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            entries.append(
+                str(ipaddress.ip_network(item, strict=False))
+                if "/" in item
+                else str(ipaddress.ip_address(item))
+            )
+        except ValueError as exc:
+            raise SettingsError(
+                f"EXAMREG_TRUSTED_PROXIES: {item!r} is not an IP address or a CIDR network"
+            ) from exc
+    return tuple(entries)
+
+
 def _coerce(name: str, raw: str, kind: type) -> object:
     try:
         if kind is bool:
@@ -173,6 +204,10 @@ _POSITIVE = {
     "max_inflight_requests",
     "max_body_bytes",
     "login_concurrency",
+    "login_max_failures",
+    "login_lockout_seconds",
+    "login_address_max_failures",
+    "login_address_window_seconds",
     "writer_batch_size",
     "writer_max_deliveries",
     "db_pool_size",
@@ -190,7 +225,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     env = os.environ if env is None else env
     values: dict[str, object] = {}
     for f in fields(Settings):
-        if f.name == "window":
+        if f.name in ("window", "trusted_proxies"):
             continue
         raw = env.get(f"EXAMREG_{f.name.upper()}")
         kind = _SCALARS.get(str(f.type))
@@ -200,12 +235,17 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
             if raw not in ("debug", "info", "warning", "error"):
                 raise SettingsError(f"EXAMREG_LOG_LEVEL={raw!r}: use debug, info, warning or error")
             values[f.name] = raw
+    values["trusted_proxies"] = _trusted_proxies(env.get("EXAMREG_TRUSTED_PROXIES", ""))
     values["window"] = _window(env)
     values.update(overrides)
     settings = Settings(**values)  # type: ignore[arg-type]
     for name in _POSITIVE:
         if getattr(settings, name) < 1:
             raise SettingsError(f"EXAMREG_{name.upper()} must be at least 1")
+    if not 8 <= settings.password_min_length <= 64:
+        raise SettingsError("EXAMREG_PASSWORD_MIN_LENGTH must be between 8 and 64")
+    if not settings.login_delay_seconds > 0:
+        raise SettingsError("EXAMREG_LOGIN_DELAY_SECONDS must be more than 0")
     if not 0 < settings.redis_memory_limit_ratio <= 1:
         raise SettingsError("EXAMREG_REDIS_MEMORY_LIMIT_RATIO must be in (0, 1]")
     if not settings.secret_key:

@@ -188,12 +188,15 @@ async def harness(settings: Settings) -> AsyncIterator[Harness]:
         yield value
 
 
-async def make_harness(settings: Settings) -> AsyncIterator[Harness]:
+async def make_harness(
+    settings: Settings, client: tuple[str, int] = ("203.0.113.7", 50000)
+) -> AsyncIterator[Harness]:
+    """The app for `settings` in-process; every request comes from the peer `client`."""
     from engine.app import create_app
 
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+        transport = httpx.ASGITransport(app=app, client=client)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Harness(client, settings, app.state.services, app)
 

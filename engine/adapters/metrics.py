@@ -138,7 +138,7 @@ for _phase in ("trial", "official"):
 for _reason in ("backlog", "redis_memory", "busy"):
     SUBMISSIONS_SHED.labels(_reason)
 for _kind in ("candidate", "staff"):
-    for _result in ("success", "failure"):
+    for _result in ("success", "failure", "throttled"):
         LOGINS.labels(_kind, _result)
 LOGINS.labels("any", "shed")
 for _outcome in ("committed", "split", "failed"):

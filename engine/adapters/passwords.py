@@ -19,6 +19,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from engine.adapters import metrics
+from engine.domain.passwords import MAX_LENGTH, normalise_password
 from engine.errors import Overloaded
 from engine.settings import Settings
 
@@ -48,6 +49,11 @@ def _low_cpu_priority() -> None:
     if sys.platform == "linux":  # per-thread niceness; elsewhere the id could name a process
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_THREAD_NICENESS)
+
+
+def _hashed_form(password: str) -> str:
+    """What is hashed: the NFKC form, at most MAX_LENGTH characters (the policy's limit)."""
+    return normalise_password(password)[:MAX_LENGTH]
 
 
 class PasswordService:
@@ -87,17 +93,29 @@ class PasswordService:
             metrics.LOGIN_IN_FLIGHT.dec()
 
     async def hash(self, password: str) -> str:
-        return str(await self._run("hash", self._hasher.hash, password))
+        """The argon2id hash of the password's NFKC form."""
+        return str(await self._run("hash", self._hasher.hash, _hashed_form(password)))
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
-        """True when `password` matches; unknown accounts (None) cost the same and fail."""
+        """True when `password` matches; unknown accounts (None) cost the same and fail.
+
+        Hashes are of the NFKC form. A password set before that was hashed as typed, so input
+        that NFKC changes is also tried as typed: the cost depends on the input alone, never on
+        the account, and passwords of plain ASCII (every one a school issued) cost one hash.
+        """
         target = password_hash or self._dummy_hash
+        forms = [_hashed_form(password)]
+        if password[:MAX_LENGTH] != forms[0]:
+            forms.append(password[:MAX_LENGTH])
 
         def check() -> bool:
-            try:
-                return bool(self._hasher.verify(target, password))
-            except (VerifyMismatchError, VerificationError, InvalidHashError):
-                return False
+            for form in forms:
+                try:
+                    if self._hasher.verify(target, form):
+                        return True
+                except (VerifyMismatchError, VerificationError, InvalidHashError):
+                    continue
+            return False
 
         ok = bool(await self._run("verify", check))
         return ok and password_hash is not None

@@ -1,12 +1,13 @@
 """Server-side sessions and login throttling in Redis.
 
-Owns sessions (random 128-bit tokens, idle and absolute timeouts) and the per-account /
-per-address failure counters with lockout. Keys hold digests, never a national ID.
+Owns sessions (random 128-bit tokens, idle and absolute timeouts) and the login throttle: growing
+delays per account, a cap per client address. Keys hold digests, never a national ID.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,10 @@ import redis.asyncio as aioredis
 from engine.errors import TooManyAttempts
 from engine.settings import Settings
 from engine.types import SessionKind
+
+# How long an account's failures are remembered after the latest one (unless a login succeeds):
+# long enough that a patient guesser keeps meeting the longest delay instead of new free tries.
+ACCOUNT_MEMORY_SECONDS = 24 * 3600
 
 
 def _digest(value: str) -> str:
@@ -121,41 +126,101 @@ class SessionStore:
         return removed
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A password check the throttle let through, already counted against its account and address.
+
+    Settle it with exactly one of `LoginThrottle.failed`, `succeeded` or `abandoned`.
+    """
+
+    account_key: str
+    address_key: str
+
+
+def address_bucket(address: str) -> str:
+    """What one client address counts as: an IPv4 address, or an IPv6 /64 (one subscriber's
+    network, whose hosts a client may rotate through at will)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class LoginThrottle:
-    """Counts failures per account and per client address; past the limit, locks out for a while."""
+    """Growing delays per account, a cap per client address; each check-and-count is atomic.
+
+    Per account (`login_max_failures` free attempts, then `login_delay_seconds` doubling up to
+    `login_lockout_seconds` after each further failure): slows a guesser to one try per delay,
+    while the rightful owner still gets in once the delay has passed; a refused attempt is not
+    counted, so nobody can lock an account beyond the delay. Per address (IPv4, or an IPv6 /64),
+    `login_address_max_failures` per `login_address_window_seconds`: sized so a school's computer
+    room behind one NAT never meets it while a password spray from one address does. Beyond one
+    address, the bounded hashing pool (`PasswordService`) is the global guard.
+
+    Both counters count an attempt when it is let through, before the password is checked (one
+    server-side function each, engine/adapters/lua/examreg.lua), so twenty concurrent wrong
+    passwords get the free attempts checked and the rest refused.
+    """
 
     def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
         self._client = client
-        self._max = settings.login_max_failures
-        self._address_max = settings.login_max_failures * 10
-        self._window = settings.login_lockout_seconds
+        self._free = settings.login_max_failures
+        self._first_ms = round(settings.login_delay_seconds * 1000)
+        self._longest_ms = settings.login_lockout_seconds * 1000
+        self._address_max = settings.login_address_max_failures
+        self._address_window = settings.login_address_window_seconds
 
-    def _keys(self, login: str, address: str) -> tuple[str, str]:
+    @staticmethod
+    def _keys(login: str, address: str) -> tuple[str, str]:
         return (
-            f"examreg:throttle:acct:{_digest(login)}",
-            f"examreg:throttle:addr:{_digest(address)}",
+            f"examreg:throttle:account:{_digest(login)}",
+            f"examreg:throttle:address:{_digest(address_bucket(address))}",
         )
 
-    async def check(self, login: str, address: str) -> None:
-        """Raise TooManyAttempts (with Retry-After) when either counter is over its limit."""
-        account, addr = self._keys(login, address)
+    async def attempt(self, login: str, address: str) -> Attempt:
+        """Let one password check through (counted), or raise TooManyAttempts with Retry-After."""
+        account, address_key = self._keys(login, address)
         pipe = self._client.pipeline(transaction=False)
-        pipe.get(account)
-        pipe.ttl(account)
-        pipe.get(addr)
-        pipe.ttl(addr)
-        acct_count, acct_ttl, addr_count, addr_ttl = await pipe.execute()
-        if acct_count is not None and int(acct_count) >= self._max:
-            raise TooManyAttempts(retry_after=max(1, int(acct_ttl)))
-        if addr_count is not None and int(addr_count) >= self._address_max:
-            raise TooManyAttempts(retry_after=max(1, int(addr_ttl)))
+        pipe.fcall(
+            "examreg_throttle_account",
+            1,
+            account,
+            self._free,
+            self._first_ms,
+            self._longest_ms,
+            max(ACCOUNT_MEMORY_SECONDS, self._longest_ms // 500),
+        )
+        pipe.fcall(
+            "examreg_throttle_address", 1, address_key, self._address_max, self._address_window
+        )
+        account_wait, address_wait = (int(w) for w in await pipe.execute())
+        if not account_wait and not address_wait:
+            return Attempt(account, address_key)
+        # One counter let the attempt through and counted it: take that back, it never happened.
+        passed = address_key if account_wait else account
+        if not (account_wait and address_wait):
+            await self._client.fcall("examreg_throttle_uncount", 1, passed)
+        raise TooManyAttempts(retry_after=max(1, -(-max(account_wait, address_wait) // 1000)))
 
-    async def failed(self, login: str, address: str) -> None:
+    async def failed(self, attempt: Attempt) -> None:
+        """The password was wrong: the account's next delay runs from now."""
+        await self._client.fcall("examreg_throttle_failed", 1, attempt.account_key)
+
+    async def succeeded(self, attempt: Attempt) -> None:
+        """The password was right: the account starts afresh; the address counts only failures."""
         pipe = self._client.pipeline(transaction=False)
-        for key in self._keys(login, address):
-            pipe.incr(key)
-            pipe.expire(key, self._window, nx=True)
+        pipe.delete(attempt.account_key)
+        pipe.fcall("examreg_throttle_uncount", 1, attempt.address_key)
         await pipe.execute()
 
-    async def succeeded(self, login: str) -> None:
-        await self._client.delete(self._keys(login, "")[0])
+    async def abandoned(self, attempt: Attempt) -> None:
+        """No password was checked (the hashing queue was full): the attempt is not counted."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.fcall("examreg_throttle_uncount", 1, attempt.account_key)
+        pipe.fcall("examreg_throttle_uncount", 1, attempt.address_key)
+        await pipe.execute()

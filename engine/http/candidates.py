@@ -17,7 +17,13 @@ from starlette.routing import Route
 from engine.adapters.sessions import Session
 from engine.errors import ExamregError, IdempotencyKeyRequired, NoRegistration, NotFound
 from engine.http import plumbing
-from engine.http.plumbing import current_session, password_login, read_json, string_fields
+from engine.http.plumbing import (
+    client_address,
+    current_session,
+    password_login,
+    read_json,
+    string_fields,
+)
 from engine.http.responses import api_language, json_response, services
 from engine.services import candidates
 
@@ -42,7 +48,7 @@ async def change_password(request: Request) -> Response:
     session = await candidate_session(request)
     fields = string_fields(await read_json(request, 4096), ("current_password", "new_password"))
     await candidates.set_password(
-        svc, session.subject, fields["current_password"], fields["new_password"]
+        svc, session, client_address(request), fields["current_password"], fields["new_password"]
     )
     return Response(status_code=204)
 

@@ -139,7 +139,7 @@ class ObservabilityMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = message.setdefault("headers", [])
-                headers.extend(_SECURITY_HEADERS)
+                headers.extend(security_headers(scope))
             await send(message)
 
         if gated:
@@ -164,7 +164,7 @@ class ObservabilityMiddleware:
         response = problem(
             Overloaded(retry_after=wait, extra={"reason": "busy"}), api_language(request)
         )
-        response.headers.update({k.decode(): v.decode() for k, v in _SECURITY_HEADERS})
+        response.headers.update({k.decode(): v.decode() for k, v in security_headers(scope)})
         method = scope["method"]
         if method == "PUT" and scope["path"] == "/api/v1/me/registration":
             metrics.SUBMISSIONS_SHED.labels("busy").inc()
@@ -202,3 +202,14 @@ _SECURITY_HEADERS = [
         b"default-src 'self'; frame-ancestors 'none'; form-action 'self'",
     ),
 ]
+# Only on responses that went out over HTTPS (directly, or through a trusted proxy): RFC 6797 §7.2
+# forbids it over plain HTTP. One year; no includeSubDomains, the deployment's other hosts are not
+# ours to pin.
+_HSTS = (b"strict-transport-security", b"max-age=31536000")
+
+
+def security_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The headers every response carries, with HSTS when the original scheme was https."""
+    if scope.get("scheme") == "https":
+        return [*_SECURITY_HEADERS, _HSTS]
+    return _SECURITY_HEADERS

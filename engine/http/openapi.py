@@ -153,7 +153,7 @@ def _paths() -> dict[str, Any]:
             "post": _op(
                 "Change the password",
                 {"204": {"description": "Changed"}},
-                (400, 401, 415, 422),
+                (400, 401, 415, 422, 429, 503),
                 security=_BEARER,
                 requestBody=_body(_OBJ),
             )
@@ -187,7 +187,7 @@ def _paths() -> dict[str, Any]:
             "post": _op(
                 "Change the staff password",
                 {"204": {"description": "Changed"}},
-                (400, 401, 403, 415, 422),
+                (400, 401, 403, 415, 422, 429, 503),
                 security=_BEARER,
                 requestBody=_body(_OBJ),
             )

@@ -126,7 +126,7 @@ async def password_login(
         svc,
         kind,
         fields[login_field].strip(),
-        fields["password"][:128],
+        fields["password"],
         client_address(request),
         lookup,
     )

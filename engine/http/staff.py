@@ -12,7 +12,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.http import plumbing
-from engine.http.plumbing import current_session, password_login, read_json, string_fields
+from engine.http.plumbing import (
+    client_address,
+    current_session,
+    password_login,
+    read_json,
+    string_fields,
+)
 from engine.http.responses import services
 from engine.services.staff import ROLES, StaffSession, set_password, staff_account, staff_of
 
@@ -39,10 +45,15 @@ async def logout(request: Request) -> Response:
 
 
 async def change_password(request: Request) -> Response:
-    staff = await require_staff(request, ROLES)
+    session = await current_session(request, "staff")
+    staff_of(session, ROLES)
     fields = string_fields(await read_json(request, 4096), ("current_password", "new_password"))
     await set_password(
-        services(request), staff.staff_id, fields["current_password"], fields["new_password"]
+        services(request),
+        session,
+        client_address(request),
+        fields["current_password"],
+        fields["new_password"],
     )
     return Response(status_code=204)
 

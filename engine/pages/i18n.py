@@ -97,8 +97,10 @@ _CANDIDATE_CATALOG: Final[Mapping[str, tuple[str, str]]] = {
         "you continue.",
     ),
     "password_intro": (
-        "Mật khẩu mới cần ít nhất 8 ký tự, có cả chữ và số, khác mật khẩu cũ.",
-        "The new password needs at least 8 characters, letters and digits, not the old one.",
+        "Mật khẩu mới cần ít nhất {min} ký tự (một cụm từ dễ nhớ càng tốt), không phải mật khẩu "
+        "phổ biến, không chứa số định danh của bạn và khác mật khẩu cũ.",
+        "The new password needs at least {min} characters (a memorable phrase is best), must not "
+        "be a common password or contain your ID number, and must differ from the old one.",
     ),
     "current_password": ("Mật khẩu hiện tại", "Current password"),
     "new_password": ("Mật khẩu mới", "New password"),

@@ -107,6 +107,8 @@ def cmd_api_worker(args: argparse.Namespace, settings: Settings) -> int:
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
         server_header=False,
+        # Forwarded headers are honoured in the app, and only from EXAMREG_TRUSTED_PROXIES
+        # (engine.app); uvicorn's own default would trust 127.0.0.1.
         proxy_headers=False,
     )
     uvicorn.Server(config).run(sockets=[listener])

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.adapters import metrics
+from engine.adapters.sessions import Attempt, Session
 from engine.domain.passwords import check_password_policy
-from engine.errors import InvalidCredentials
+from engine.errors import InvalidCredentials, Overloaded, TooManyAttempts
 from engine.services.container import Services
 from engine.types import SessionKind
 
@@ -51,19 +52,18 @@ async def authenticate(
     """Throttle, verify (unknown accounts cost the same and fail the same), open a new session.
 
     Raises:
-        TooManyAttempts: the account or the address is locked out (with Retry-After).
+        TooManyAttempts: the account must wait, or the address is over its cap (Retry-After).
         Overloaded: too many password hashes are already waiting (with Retry-After).
         InvalidCredentials: unknown account or wrong password, indistinguishably.
     """
-    throttle_key = f"{kind}:{login_id}"
-    await svc.throttle.check(throttle_key, address)
+    attempt = await _attempt(svc, kind, login_id, address)
     account = await lookup(login_id)
-    ok = await svc.passwords.verify(account.password_hash if account else None, password)
+    ok = await _verify(svc, attempt, account.password_hash if account else None, password)
     if not ok or account is None:
-        await svc.throttle.failed(throttle_key, address)
+        await svc.throttle.failed(attempt)
         metrics.LOGINS.labels(kind, "failure").inc()
         raise InvalidCredentials()
-    await svc.throttle.succeeded(throttle_key)
+    await svc.throttle.succeeded(attempt)
     metrics.LOGINS.labels(kind, "success").inc()
     # A per-session CSRF token (not derived from settings.secret_key, which may differ per process).
     csrf = secrets.token_urlsafe(32)
@@ -73,14 +73,49 @@ async def authenticate(
     return Login(token, expires, account, csrf)
 
 
-async def new_password_hash(svc: Services, current_hash: str | None, current: str, new: str) -> str:
-    """The hash of `new` once the current password is verified and the policy holds.
+async def _attempt(svc: Services, kind: SessionKind, login_id: str, address: str) -> Attempt:
+    """One password check let through by the throttle, counted against the account and address."""
+    try:
+        return await svc.throttle.attempt(f"{kind}:{login_id}", address)
+    except TooManyAttempts:
+        metrics.LOGINS.labels(kind, "throttled").inc()
+        raise
+
+
+async def _verify(
+    svc: Services, attempt: Attempt, password_hash: str | None, password: str
+) -> bool:
+    try:
+        return await svc.passwords.verify(password_hash, password)
+    except Overloaded:
+        await svc.throttle.abandoned(attempt)  # nothing was checked: nothing to count
+        raise
+
+
+async def new_password_hash(
+    svc: Services,
+    session: Session,
+    address: str,
+    current_hash: str | None,
+    current: str,
+    new: str,
+) -> str:
+    """The hash of `new` once the policy holds and the current password is verified.
+
+    The current-password check is throttled like a login of the same account (one counter for
+    both), so a stolen session cannot guess the password faster than the login page allows.
 
     Raises:
+        WeakPassword: the new one breaks the policy (checked first: it costs no hash).
+        TooManyAttempts: the account must wait, or the address is over its cap (Retry-After).
         InvalidCredentials: the current password is wrong.
-        WeakPassword: the new one breaks the policy.
     """
-    if not await svc.passwords.verify(current_hash, current[:128]):
+    check_password_policy(
+        new, current, login=session.login, min_length=svc.settings.password_min_length
+    )
+    attempt = await _attempt(svc, session.kind, session.login, address)
+    if not await _verify(svc, attempt, current_hash, current):
+        await svc.throttle.failed(attempt)
         raise InvalidCredentials()
-    check_password_policy(new, current)
+    await svc.throttle.succeeded(attempt)
     return await svc.passwords.hash(new)

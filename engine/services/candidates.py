@@ -37,16 +37,20 @@ async def candidate_account(svc: Services, login_id: str) -> Account | None:
     return Account(record.candidate_id, record.password_hash, record.must_change_password)
 
 
-async def set_password(svc: Services, candidate_id: int, current: str, new: str) -> None:
-    """Verify the current password, apply the policy, store the new hash (API and web page).
+async def set_password(
+    svc: Services, session: Session, address: str, current: str, new: str
+) -> None:
+    """Apply the policy, verify the current password (throttled like a login from `address`),
+    store the new hash (API and web page).
 
     Raises:
-        InvalidCredentials: the current password is wrong.
         WeakPassword: the new one breaks the policy.
+        TooManyAttempts: too many wrong current passwords or logins for now (Retry-After).
+        InvalidCredentials: the current password is wrong.
     """
-    current_hash = await store.candidate_password_hash(svc.pool, candidate_id)
-    new_hash = await new_password_hash(svc, current_hash, current, new)
-    await store.set_candidate_password(svc.pool, candidate_id, new_hash)
+    current_hash = await store.candidate_password_hash(svc.pool, session.subject)
+    new_hash = await new_password_hash(svc, session, address, current_hash, current, new)
+    await store.set_candidate_password(svc.pool, session.subject, new_hash)
 
 
 async def profile(svc: Services, candidate_id: int) -> dict[str, Any]:

@@ -62,13 +62,17 @@ async def staff_account(svc: Services, username: str) -> Account | None:
     )
 
 
-async def set_password(svc: Services, staff_id: int, current: str, new: str) -> None:
-    """Replace a staff password (and clear the forced change) after checking the current one.
+async def set_password(
+    svc: Services, session: Session, address: str, current: str, new: str
+) -> None:
+    """Replace a staff password (and clear the forced change) after checking the current one
+    (throttled like a login of the account from `address`).
 
     Raises:
-        InvalidCredentials: the current password is wrong.
         WeakPassword: the new one breaks the policy.
+        TooManyAttempts: too many wrong current passwords or logins for now (Retry-After).
+        InvalidCredentials: the current password is wrong.
     """
-    current_hash = await store.staff_password_hash(svc.pool, staff_id)
-    new_hash = await new_password_hash(svc, current_hash, current, new)
-    await store.set_staff_password(svc.pool, staff_id, new_hash)
+    current_hash = await store.staff_password_hash(svc.pool, session.subject)
+    new_hash = await new_password_hash(svc, session, address, current_hash, current, new)
+    await store.set_staff_password(svc.pool, session.subject, new_hash)

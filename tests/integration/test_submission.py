@@ -197,7 +197,7 @@ async def test_wrong_password_is_401_without_saying_whether_the_account_exists(
     assert wrong.json() == unknown.json()
 
 
-async def test_repeated_failures_lock_the_account_with_retry_after(
+async def test_repeated_failures_make_the_account_wait_with_retry_after(
     harness: Harness, roster: list[dict[str, Any]]
 ) -> None:
     login = roster[10]["national_id"]

@@ -453,7 +453,9 @@ async def test_sessions_expire_when_idle_and_after_their_absolute_lifetime(
 async def test_login_page_locks_an_account_and_an_address_with_generic_messages(
     settings: Settings, roster: list[dict[str, Any]]
 ) -> None:
-    async for harness in harness_with(settings, login_max_failures=2):
+    async for harness in harness_with(
+        settings, login_max_failures=2, login_address_max_failures=20
+    ):
         client = harness.client
         target, bystander = roster[13], roster[14]
         wrong = await page_login(client, target, "Wrong-pass-1")
@@ -468,8 +470,8 @@ async def test_login_page_locks_an_account_and_an_address_with_generic_messages(
         assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 0
         assert "quá nhiều lần" in locked.text
         assert "examreg_session" not in locked.headers.get("set-cookie", "")
-        # Per address: 10 × the per-account limit, whatever the accounts.
-        for i in range(2, harness.settings.login_max_failures * 10):
+        # Per address: EXAMREG_LOGIN_ADDRESS_MAX_FAILURES, whatever the accounts.
+        for i in range(2, harness.settings.login_address_max_failures):
             await page_login(client, {"national_id": f"0000000000{i:02d}"}, "Wrong-pass-1")
         blocked = await page_login(client, bystander)
         assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0

@@ -100,6 +100,45 @@ def test_an_unknown_log_level_is_rejected() -> None:
         load(env={"EXAMREG_LOG_LEVEL": "verbose"})
 
 
+def test_trusted_proxies_are_addresses_or_networks_and_none_by_default() -> None:
+    assert load(env={}).trusted_proxies == ()
+    raw = " 10.8.0.0/16, 127.0.0.1 ,::1,, fd00::/8"
+    settings = load(env={"EXAMREG_TRUSTED_PROXIES": raw})
+    assert settings.trusted_proxies == ("10.8.0.0/16", "127.0.0.1", "::1", "fd00::/8")
+
+
+@pytest.mark.parametrize("raw", ["proxy.internal", "10.0.0.0/33", "*"])
+def test_a_trusted_proxy_that_is_no_address_is_rejected(raw: str) -> None:
+    with pytest.raises(SettingsError, match="EXAMREG_TRUSTED_PROXIES"):
+        load(env={"EXAMREG_TRUSTED_PROXIES": raw})
+
+
+def test_the_password_minimum_is_eight_by_default_and_never_below() -> None:
+    assert load(env={}).password_min_length == 8
+    assert load(env={"EXAMREG_PASSWORD_MIN_LENGTH": "15"}).password_min_length == 15
+    for raw in ("7", "65"):
+        with pytest.raises(SettingsError, match="EXAMREG_PASSWORD_MIN_LENGTH"):
+            load(env={"EXAMREG_PASSWORD_MIN_LENGTH": raw})
+
+
+def test_the_login_throttle_defaults_fit_a_school_and_bad_values_are_refused() -> None:
+    settings = load(env={})
+    assert (settings.login_max_failures, settings.login_delay_seconds) == (5, 1.0)
+    assert settings.login_lockout_seconds == 900
+    assert (settings.login_address_max_failures, settings.login_address_window_seconds) == (
+        300,
+        900,
+    )
+    assert load(env={"EXAMREG_LOGIN_DELAY_SECONDS": "0.5"}).login_delay_seconds == 0.5
+    for name, raw in (
+        ("EXAMREG_LOGIN_DELAY_SECONDS", "0"),
+        ("EXAMREG_LOGIN_ADDRESS_MAX_FAILURES", "0"),
+        ("EXAMREG_LOGIN_MAX_FAILURES", "-1"),
+    ):
+        with pytest.raises(SettingsError, match=name):
+            load(env={name: raw})
+
+
 @pytest.mark.parametrize(
     "name",
     ["EXAMREG_STREAM_SHARDS", "EXAMREG_WRITER_BATCH_SIZE", "EXAMREG_DB_POOL_SIZE"],

@@ -1,6 +1,7 @@
 #!lua name=examreg
 -- Server-side functions of examreg (architecture §4). Loaded with FUNCTION LOAD REPLACE at start-up.
--- Every key a function touches carries the shard's hash tag, so one call stays in one cluster slot.
+-- Every call stays in one cluster slot: the submission functions' keys carry the shard's hash tag,
+-- and each login-throttle function touches a single key.
 
 -- examreg_submit: idempotency check, version, enqueue and read-your-writes record, atomically.
 -- KEYS: 1 stream, 2 candidate hash, 3 idempotency record
@@ -46,5 +47,81 @@ local function release(keys, args)
   return 1
 end
 
+-- The login throttle (engine/adapters/sessions.py). Time is the server's, so every API process
+-- counts on one clock. An attempt is counted when it is let through, before the password is
+-- checked: concurrent attempts cannot all pass one check before any of them is counted.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- examreg_throttle_account: let one login attempt on an account through, or say how long to wait.
+-- After `free` attempts that did not succeed, each further one waits first * 2^(n - free) ms
+-- (at most `longest`) after the latest failure. Refused attempts are not counted: whoever keeps
+-- trying only meets the delay, never a longer one.
+-- KEYS: 1 the account's hash {n: attempts counted, last: ms of the latest one or its failure,
+--         prev: `last` before the latest attempt, restored if that attempt is taken back}
+-- ARGV: 1 free attempts, 2 first delay ms, 3 longest delay ms, 4 seconds the failures are kept
+-- Returns 0 (let through, counted) or the ms to wait.
+local function throttle_account(keys, args)
+  local free, first, longest = tonumber(args[1]), tonumber(args[2]), tonumber(args[3])
+  local state = redis.call('HMGET', keys[1], 'n', 'last')
+  local n = tonumber(state[1]) or 0
+  local last = tonumber(state[2]) or 0
+  local now = now_ms()
+  if n >= free then
+    local delay = math.min(longest, first * 2 ^ (n - free))
+    local wait = last + delay - now
+    if wait > 0 then
+      return math.ceil(wait)
+    end
+  end
+  redis.call('HSET', keys[1], 'n', n + 1, 'last', now, 'prev', last)
+  redis.call('EXPIRE', keys[1], tonumber(args[4]))
+  return 0
+end
+
+-- examreg_throttle_failed: the attempt let through failed; its delay runs from now.
+-- KEYS: 1 the account's hash
+local function throttle_failed(keys, args)
+  if redis.call('EXISTS', keys[1]) == 1 then
+    redis.call('HSET', keys[1], 'last', now_ms())
+  end
+  return 1
+end
+
+-- examreg_throttle_address: let one attempt from an address through while fewer than `limit`
+-- are counted in the current window, or say how long until the window ends.
+-- KEYS: 1 the address's counter; ARGV: 1 limit, 2 window seconds
+-- Returns 0 (let through, counted) or the ms to wait.
+local function throttle_address(keys, args)
+  local count = tonumber(redis.call('GET', keys[1])) or 0
+  if count >= tonumber(args[1]) then
+    return math.max(1, redis.call('PTTL', keys[1]))
+  end
+  redis.call('INCR', keys[1])
+  redis.call('EXPIRE', keys[1], tonumber(args[2]), 'NX')
+  return 0
+end
+
+-- examreg_throttle_uncount: take back one counted attempt (a success from the address, or an
+-- attempt never checked because the hashing queue was full). Never below zero, never creates.
+-- KEYS: 1 an account's hash or an address's counter
+local function throttle_uncount(keys, args)
+  if redis.call('TYPE', keys[1])['ok'] == 'hash' then
+    local state = redis.call('HMGET', keys[1], 'n', 'prev')
+    if (tonumber(state[1]) or 0) > 0 then
+      redis.call('HSET', keys[1], 'n', tonumber(state[1]) - 1, 'last', state[2] or 0)
+    end
+  elseif (tonumber(redis.call('GET', keys[1])) or 0) > 0 then
+    redis.call('DECR', keys[1])
+  end
+  return 1
+end
+
 redis.register_function('examreg_submit', submit)
 redis.register_function('examreg_release', release)
+redis.register_function('examreg_throttle_account', throttle_account)
+redis.register_function('examreg_throttle_failed', throttle_failed)
+redis.register_function('examreg_throttle_address', throttle_address)
+redis.register_function('examreg_throttle_uncount', throttle_uncount)
