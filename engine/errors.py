@@ -77,6 +77,15 @@ class MalformedRequest(ExamregError):
     title_en = "The request body could not be read (JSON in UTF-8 expected)."
 
 
+class UntrustedHost(ExamregError):
+    """The Host header names a host this deployment does not serve (`EXAMREG_TRUSTED_HOSTS`)."""
+
+    status = 400
+    code = "untrusted_host"
+    title = "Tên miền trong tiêu đề Host không thuộc hệ thống này."
+    title_en = "The Host header names a host this server does not serve."
+
+
 class IdempotencyKeyRequired(ExamregError):
     """A submission came without an `Idempotency-Key` header (or with an unusable one)."""
 

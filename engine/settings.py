@@ -7,6 +7,7 @@ values raise `SettingsError` with a message that names the variable, at start-up
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -71,6 +72,8 @@ class Settings:
     max_inflight_requests: int = 64
     max_event_loop_lag_ms: int = 250  # 0: never shed on event-loop lag
     max_body_bytes: int = 32_768
+    # Host names this deployment answers to (issue 12): `name`, `*.domain` (its subdomains) or `*`.
+    trusted_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
     # Login (argon2id, OWASP parameters: 19 MiB, 2 passes, 1 lane).
     argon2_memory_kib: int = 19_456
     argon2_time_cost: int = 2
@@ -139,6 +142,23 @@ def _window(env: Mapping[str, str]) -> Window:
         if start and end and start >= end:
             raise SettingsError(f"the {what} window closes before it opens")
     return window
+
+
+_LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
+# A name or IPv4 address, its `*.` wildcard, `*`, or an IPv6 address (two colons at least).
+_HOST = re.compile(rf"\*|(\*\.)?{_LABEL}(\.{_LABEL})*|[0-9a-f]*:[0-9a-f]*:[0-9a-f:.]*")
+
+
+def _hosts(name: str, raw: str) -> tuple[str, ...]:
+    """A comma-separated list of host names (no ports), `*.domain` wildcards, or `*`."""
+    hosts = tuple(h.strip().lower().strip("[]").rstrip(".") for h in raw.split(",") if h.strip())
+    bad = [h for h in hosts if not _HOST.fullmatch(h)]
+    if bad or not hosts:
+        raise SettingsError(
+            f"{name}={raw!r}: list host names without ports, separated by commas "
+            "(e.g. thi.example.vn,*.thi.example.vn), or * for any host"
+        )
+    return hosts
 
 
 def _coerce(name: str, raw: str, kind: type) -> object:
@@ -238,6 +258,8 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         kind = _SCALARS.get(str(f.type))
         if raw is not None and raw != "" and kind is not None:
             values[f.name] = _coerce(f"EXAMREG_{f.name.upper()}", raw, kind)
+        elif raw and f.name == "trusted_hosts":
+            values[f.name] = _hosts("EXAMREG_TRUSTED_HOSTS", raw)
         elif raw and f.name == "log_level":
             if raw not in ("debug", "info", "warning", "error"):
                 raise SettingsError(f"EXAMREG_LOG_LEVEL={raw!r}: use debug, info, warning or error")

@@ -156,6 +156,26 @@ def test_the_defaults_and_the_test_settings_are_in_range() -> None:
     load(env={}, writer_block_ms=100, writer_claim_idle_ms=400, writer_max_deliveries=2)
 
 
+def test_trusted_hosts_are_a_comma_separated_list_of_names_without_ports() -> None:
+    assert load(env={}).trusted_hosts == ("localhost", "127.0.0.1", "::1")
+    raw = " Thi.Example.VN., *.thi.example.vn ,[::1], 10.0.0.7"
+    assert load(env={"EXAMREG_TRUSTED_HOSTS": raw}).trusted_hosts == (
+        "thi.example.vn",
+        "*.thi.example.vn",
+        "::1",
+        "10.0.0.7",
+    )
+    assert load(env={"EXAMREG_TRUSTED_HOSTS": "*"}).trusted_hosts == ("*",)
+
+
+@pytest.mark.parametrize(
+    "raw", ["thi.example.vn:443", "http://thi.example.vn", "thi example", ",", "*.*", "a_b.vn"]
+)
+def test_a_trusted_host_that_is_not_a_host_name_is_refused(raw: str) -> None:
+    with pytest.raises(SettingsError, match=r"EXAMREG_TRUSTED_HOSTS.*without ports"):
+        load(env={"EXAMREG_TRUSTED_HOSTS": raw})
+
+
 def test_a_secret_key_is_kept_or_generated() -> None:
     assert load(env={"EXAMREG_SECRET_KEY": "s3cret"}).secret_key == "s3cret"
     first, second = load(env={}).secret_key, load(env={}).secret_key
