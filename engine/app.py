@@ -27,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 from engine.adapters import backend, metrics
 from engine.errors import ExamregError, MethodNotAllowed, NotFound, Unavailable
 from engine.http import candidates, ops, staff, support
-from engine.http.gate import LoopLag, ObservabilityMiddleware, route_name
+from engine.http.gate import Gate, LoopLag, ObservabilityMiddleware, route_name
 from engine.http.hosts import TrustedHosts
 from engine.http.responses import api_language, problem, services
 from engine.pages import candidate as candidate_pages
@@ -90,6 +90,7 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings) -> Starlette:
     """The ASGI application for `settings`: the one place that lists every route."""
     lag = LoopLag(settings.max_event_loop_lag_ms / 1000)
+    gate = Gate(settings.max_inflight_requests, lag, settings.retry_after_seconds)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -122,18 +123,15 @@ def create_app(settings: Settings) -> Starlette:
         **{error: _on_backend_error for error in backend.BACKEND_ERRORS},
         Exception: _on_unexpected,
     }
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(
-                ObservabilityMiddleware,
-                arrival_log=settings.arrival_log,
-                max_inflight=settings.max_inflight_requests,
-                lag=lag,
-            ),
+            Middleware(ObservabilityMiddleware, gate=gate, arrival_log=settings.arrival_log),
             # Inside the metrics, so a refused Host is counted and gets the security headers.
             Middleware(TrustedHosts, hosts=settings.trusted_hosts),
         ],
         exception_handlers=handlers,
         lifespan=lifespan,
     )
+    app.state.gate = gate  # handlers `admit` requests to it (engine.http.gate)
+    return app

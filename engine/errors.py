@@ -165,6 +165,24 @@ class WindowClosed(ExamregError):
     title_en = "The registration window is closed."
 
 
+class RequestTimeout(ExamregError):
+    """The headers or the body did not arrive within the configured time (a stalled client)."""
+
+    status = 408
+    code = "request_timeout"
+    title = "Yêu cầu gửi quá chậm nên đã bị ngắt. Vui lòng kiểm tra kết nối và gửi lại."
+    title_en = "The request arrived too slowly and was cut off. Check the connection and resend."
+
+
+class HeadersTooLarge(ExamregError):
+    """Too many request headers, or too many bytes of them."""
+
+    status = 431
+    code = "headers_too_large"
+    title = "Phần tiêu đề của yêu cầu quá lớn."
+    title_en = "The request headers are too large."
+
+
 class PayloadTooLarge(ExamregError):
     """The body is larger than the configured limit."""
 

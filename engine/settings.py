@@ -72,6 +72,11 @@ class Settings:
     max_inflight_requests: int = 64
     max_event_loop_lag_ms: int = 250  # 0: never shed on event-loop lag
     max_body_bytes: int = 32_768
+    # Slow clients (issue 12): a request must finish its headers, then its body, in this time.
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 10.0
+    max_header_count: int = 100
+    max_header_bytes: int = 16_384
     # Host names this deployment answers to (issue 12): `name`, `*.domain` (its subdomains) or `*`.
     trusted_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
     # Login (argon2id, OWASP parameters: 19 MiB, 2 passes, 1 lane).
@@ -196,6 +201,10 @@ _RANGES: dict[str, tuple[float, float]] = {
     "max_inflight_requests": (1, 100_000),
     "max_event_loop_lag_ms": (0, 60_000),
     "max_body_bytes": (1024, 16 * 2**20),
+    "header_timeout_seconds": (0.5, 300),
+    "body_timeout_seconds": (0.5, 300),
+    "max_header_count": (16, 10_000),
+    "max_header_bytes": (4096, 2**20),
     "argon2_memory_kib": (7168, 4 * 2**20),
     "argon2_time_cost": (1, 100),
     "argon2_parallelism": (1, 64),

@@ -35,6 +35,7 @@ from engine.errors import (
     WeakPassword,
     WindowClosed,
 )
+from engine.http.gate import admit
 from engine.http.plumbing import client_address, set_session_cookie
 from engine.http.responses import services
 from engine.pages import i18n, webform
@@ -175,11 +176,12 @@ async def login_submit(request: Request) -> Response:
 @page
 async def logout(request: Request) -> Response:
     svc = services(request)
-    values = await read_form(request, 4096)
     session = await session_or_none(request)
     if session is None:
         raise Redirect("/login")
+    values = await read_form(request, 4096)
     check_csrf(session, values)
+    admit(request, shed=False)
     await svc.sessions.revoke(session)
     response = RedirectResponse("/login?logged_out=1", 303)
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -220,10 +222,10 @@ async def password_page(request: Request) -> Response:
 @page
 async def password_submit(request: Request) -> Response:
     svc = services(request)
-    values = await read_form(request, 4096)
     session = await session_or_none(request)
     if session is None:
         raise expired(request)
+    values = await read_form(request, 4096)
     check_csrf(session, values)
     lang = language(request)
     t = i18n.translator(lang)
@@ -372,15 +374,18 @@ async def _submit(
 @page
 async def registration_submit(request: Request) -> Response:
     svc = services(request)
-    values = await read_form(request, svc.settings.max_body_bytes)
     unavailable = Unavailable(retry_after=svc.settings.retry_after_seconds)
     try:
         session = await session_or_none(request)
-    except INFRASTRUCTURE:  # the session store is unreachable: keep the form, retry later
+    except INFRASTRUCTURE:
+        # The session store is unreachable: read the form only to keep it on the retry page.
+        values = await read_form(request, svc.settings.max_body_bytes)
         return _retry_page(request, svc, values, unavailable, first(values, "csrf_token"))
     if session is None:
-        raise expired(request)
+        raise expired(request)  # before the form is read: an anonymous upload waits for nothing
+    values = await read_form(request, svc.settings.max_body_bytes)
     check_csrf(session, values)
+    admit(request, shed=False)
     key = first(values, "idempotency_key")
     if not candidates.valid_idempotency_key(key):
         key = secrets.token_urlsafe(16)

@@ -35,6 +35,7 @@ from engine.errors import (
     TooManyAttempts,
     WeakPassword,
 )
+from engine.http.gate import admit
 from engine.http.plumbing import COOKIES, client_address, set_session_cookie
 from engine.http.responses import services
 from engine.pages import i18n
@@ -134,11 +135,20 @@ async def _signed_in(request: Request, *, forced_ok: bool = False) -> tuple[Desk
     return Desk(svc, staff, client_address(request)), session
 
 
-async def _posted(request: Request, *, forced_ok: bool = False) -> tuple[Desk, Session, Values]:
-    """A console form post: its fields, once the session and its CSRF token are checked."""
-    values = await read_form(request, 8192)
+async def _viewed(request: Request, *, forced_ok: bool = False) -> tuple[Desk, Session]:
+    """A console page without a form: the staff member at the desk, counted in flight."""
     desk, session = await _signed_in(request, forced_ok=forced_ok)
+    admit(request, shed=False)
+    return desk, session
+
+
+async def _posted(request: Request, *, forced_ok: bool = False) -> tuple[Desk, Session, Values]:
+    """A console form post: its fields, read once the session is known (an anonymous upload is
+    never read), then its CSRF token checked; counted in flight from there."""
+    desk, session = await _signed_in(request, forced_ok=forced_ok)
+    values = await read_form(request, 8192)
     check_csrf(session, values)
+    admit(request, shed=False)
     return desk, session, values
 
 
@@ -214,11 +224,12 @@ async def login_submit(request: Request) -> Response:
 
 @console
 async def logout(request: Request) -> Response:
-    values = await read_form(request, 4096)
     session = await session_or_none(request, "staff")
     if session is None:
         raise Redirect(LOGIN)
+    values = await read_form(request, 4096)
     check_csrf(session, values)
+    admit(request, shed=False)
     await services(request).sessions.revoke(session)
     response = RedirectResponse(f"{LOGIN}?logged_out=1", 303)
     response.delete_cookie(COOKIES["staff"], path="/")
@@ -253,7 +264,7 @@ async def _password_page(
 
 @console
 async def password_page(request: Request) -> Response:
-    desk, session = await _signed_in(request, forced_ok=True)
+    desk, session = await _viewed(request, forced_ok=True)
     return await _password_page(request, desk, session)
 
 
@@ -329,7 +340,7 @@ def _search_page(
 
 @console
 async def search_page(request: Request) -> Response:
-    desk, session = await _signed_in(request)
+    desk, session = await _viewed(request)
     return _search_page(request, desk, session, {})
 
 
@@ -390,7 +401,7 @@ def _prompt(
 @console
 async def prompt_page(request: Request) -> Response:
     """The reason prompt: nothing about the candidate is read (or shown) before a reason."""
-    desk, session = await _signed_in(request)
+    desk, session = await _viewed(request)
     candidate_id, action = _action(request)
     return _prompt(request, desk, session, candidate_id, action)
 
@@ -492,7 +503,7 @@ def _reset_result_path(candidate_id: int) -> str:
 async def reset_result(request: Request) -> Response:
     """A reset's one-time password, shown once to the agent who issued it; after that (a reload,
     another tab, another agent) a page that says so, and nothing is issued again."""
-    desk, session = await _signed_in(request)
+    desk, session = await _viewed(request)
     candidate_id = support_desk.candidate_id_of(request.path_params["candidate_id"])
     reset = await desk.svc.sessions.take_once(session, _reset_slot(candidate_id))
     return _render(

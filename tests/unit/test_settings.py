@@ -135,6 +135,10 @@ def test_the_redis_memory_ratio_must_be_in_0_1(raw: str) -> None:
         ("EXAMREG_LOGIN_QUEUE_LIMIT", "0"),
         ("EXAMREG_IDEMPOTENCY_TTL_SECONDS", "60"),
         ("EXAMREG_STREAM_SHARDS", "100000"),
+        ("EXAMREG_HEADER_TIMEOUT_SECONDS", "0"),
+        ("EXAMREG_BODY_TIMEOUT_SECONDS", "-1"),
+        ("EXAMREG_MAX_HEADER_COUNT", "0"),
+        ("EXAMREG_MAX_HEADER_BYTES", "100"),
     ],
 )
 def test_a_number_out_of_its_range_is_refused_at_start_with_the_range(name: str, raw: str) -> None:
