@@ -163,7 +163,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.cycle.keep_alive = False
             self.flow.pause_reading()
             return
-        body = orjson.dumps(error.to_problem())
+        # No request was parsed, so no language was asked for: Vietnamese, with English beside.
+        body = orjson.dumps({**error.to_problem("vi"), "detail_en": error.detail_en})
         head = [STATUS_LINE[error.status]]
         for name, value in self.server_state.default_headers:
             head += [name, b": ", value, b"\r\n"]
