@@ -21,14 +21,15 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount
+from starlette.routing import Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from engine.adapters import backend, metrics
 from engine.errors import ExamregError, MethodNotAllowed, NotFound, Unavailable
 from engine.http import candidates, ops, staff, support
-from engine.http.gate import LoopLag, ObservabilityMiddleware, route_name
+from engine.http.gate import Gate, LoopLag, ObservabilityMiddleware, route_name
+from engine.http.hosts import TrustedHosts
 from engine.http.responses import api_language, problem, services
 from engine.pages import candidate as candidate_pages
 from engine.pages import page
@@ -44,12 +45,27 @@ async def _on_examreg_error(request: Request, exc: Exception) -> Response:
     return problem(exc, api_language(request))
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route on this path: one path may have several routes (GET and PUT
+    of `/api/v1/me/registration`), and Starlette's own `Allow` names the first one's only."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     mapped: ExamregError = MethodNotAllowed() if exc.status_code == 405 else NotFound()
     if exc.status_code not in (404, 405):
         mapped = ExamregError(detail_en=str(exc.detail))
-    return problem(mapped, api_language(request))
+    response = problem(mapped, api_language(request))
+    if exc.status_code == 405:
+        response.headers["Allow"] = _allowed_methods(request)
+    return response
 
 
 async def _on_backend_error(request: Request, exc: Exception) -> Response:
@@ -75,6 +91,7 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings) -> Starlette:
     """The ASGI application for `settings`: the one place that lists every route."""
     lag = LoopLag(settings.max_event_loop_lag_ms / 1000)
+    gate = Gate(settings.max_inflight_requests, lag, settings.retry_after_seconds)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -108,12 +125,9 @@ def create_app(settings: Settings) -> Starlette:
         Exception: _on_unexpected,
     }
     middleware = [
-        Middleware(
-            ObservabilityMiddleware,
-            arrival_log=settings.arrival_log,
-            max_inflight=settings.max_inflight_requests,
-            lag=lag,
-        )
+        Middleware(ObservabilityMiddleware, gate=gate, arrival_log=settings.arrival_log),
+        # Inside the metrics, so a refused Host is counted and gets the security headers.
+        Middleware(TrustedHosts, hosts=settings.trusted_hosts),
     ]
     if settings.trusted_proxies:
         # Outermost, so every layer below (cookies' Secure flag, HSTS, the login throttle's
@@ -122,9 +136,11 @@ def create_app(settings: Settings) -> Starlette:
         middleware.insert(
             0, Middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
         )
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=middleware,
         exception_handlers=handlers,
         lifespan=lifespan,
     )
+    app.state.gate = gate  # handlers `admit` requests to it (engine.http.gate)
+    return app

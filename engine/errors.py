@@ -77,6 +77,15 @@ class MalformedRequest(ExamregError):
     title_en = "The request body could not be read (JSON in UTF-8 expected)."
 
 
+class UntrustedHost(ExamregError):
+    """The Host header names a host this deployment does not serve (`EXAMREG_TRUSTED_HOSTS`)."""
+
+    status = 400
+    code = "untrusted_host"
+    title = "Tên miền trong tiêu đề Host không thuộc hệ thống này."
+    title_en = "The Host header names a host this server does not serve."
+
+
 class IdempotencyKeyRequired(ExamregError):
     """A submission came without an `Idempotency-Key` header (or with an unusable one)."""
 
@@ -154,6 +163,24 @@ class WindowClosed(ExamregError):
     code = "window_closed"
     title = "Hệ thống đăng ký dự thi đang đóng."
     title_en = "The registration window is closed."
+
+
+class RequestTimeout(ExamregError):
+    """The headers or the body did not arrive within the configured time (a stalled client)."""
+
+    status = 408
+    code = "request_timeout"
+    title = "Yêu cầu gửi quá chậm nên đã bị ngắt. Vui lòng kiểm tra kết nối và gửi lại."
+    title_en = "The request arrived too slowly and was cut off. Check the connection and resend."
+
+
+class HeadersTooLarge(ExamregError):
+    """Too many request headers, or too many bytes of them."""
+
+    status = 431
+    code = "headers_too_large"
+    title = "Phần tiêu đề của yêu cầu quá lớn."
+    title_en = "The request headers are too large."
 
 
 class PayloadTooLarge(ExamregError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -72,6 +73,13 @@ class Settings:
     max_inflight_requests: int = 64
     max_event_loop_lag_ms: int = 250  # 0: never shed on event-loop lag
     max_body_bytes: int = 32_768
+    # Slow clients (issue 12): a request must finish its headers, then its body, in this time.
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 10.0
+    max_header_count: int = 100
+    max_header_bytes: int = 16_384
+    # Host names this deployment answers to (issue 12): `name`, `*.domain` (its subdomains) or `*`.
+    trusted_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
     # Reverse proxies (IP addresses or CIDR networks) whose X-Forwarded-For / X-Forwarded-Proto
     # are believed; from anyone else those headers are ignored. Empty: no proxy is trusted.
     trusted_proxies: tuple[str, ...] = ()
@@ -153,6 +161,23 @@ def _window(env: Mapping[str, str]) -> Window:
     return window
 
 
+_LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
+# A name or IPv4 address, its `*.` wildcard, `*`, or an IPv6 address (two colons at least).
+_HOST = re.compile(rf"\*|(\*\.)?{_LABEL}(\.{_LABEL})*|[0-9a-f]*:[0-9a-f]*:[0-9a-f:.]*")
+
+
+def _hosts(name: str, raw: str) -> tuple[str, ...]:
+    """A comma-separated list of host names (no ports), `*.domain` wildcards, or `*`."""
+    hosts = tuple(h.strip().lower().strip("[]").rstrip(".") for h in raw.split(",") if h.strip())
+    bad = [h for h in hosts if not _HOST.fullmatch(h)]
+    if bad or not hosts:
+        raise SettingsError(
+            f"{name}={raw!r}: list host names without ports, separated by commas "
+            "(e.g. thi.example.vn,*.thi.example.vn), or * for any host"
+        )
+    return hosts
+
+
 def _trusted_proxies(raw: str) -> tuple[str, ...]:
     """`EXAMREG_TRUSTED_PROXIES`: comma-separated IP addresses or CIDR networks, normalised."""
     entries: list[str] = []
@@ -197,23 +222,69 @@ _SCALARS = {
     "str | None": str,
     "Path | None": Path,
 }
-_POSITIVE = {
-    "stream_shards",
-    "max_backlog_per_shard",
-    "retry_after_seconds",
-    "max_inflight_requests",
-    "max_body_bytes",
-    "login_concurrency",
-    "login_max_failures",
-    "login_lockout_seconds",
-    "login_address_max_failures",
-    "login_address_window_seconds",
-    "writer_batch_size",
-    "writer_max_deliveries",
-    "db_pool_size",
-    "argon2_time_cost",
-    "argon2_parallelism",
+# The accepted range of every number (inclusive), checked at start-up: a value outside it is a
+# typo or a setting that would quietly switch a protection off (a limit of 0 login failures,
+# 8 KiB of argon2 memory, a negative session lifetime).
+_RANGES: dict[str, tuple[float, float]] = {
+    "stream_shards": (1, 1024),
+    "max_backlog_per_shard": (1, 100_000_000),
+    "retry_after_seconds": (1, 3600),
+    "max_inflight_requests": (1, 100_000),
+    "max_event_loop_lag_ms": (0, 60_000),
+    "max_body_bytes": (1024, 16 * 2**20),
+    "header_timeout_seconds": (0.5, 300),
+    "body_timeout_seconds": (0.5, 300),
+    "max_header_count": (16, 10_000),
+    "max_header_bytes": (4096, 2**20),
+    "argon2_memory_kib": (7168, 4 * 2**20),
+    "argon2_time_cost": (1, 100),
+    "argon2_parallelism": (1, 64),
+    "login_concurrency": (1, 1024),
+    "login_queue_limit": (1, 100_000),
+    "login_max_failures": (1, 100),
+    "login_delay_seconds": (0.01, 3600),
+    "login_lockout_seconds": (60, 7 * 86_400),
+    "login_address_max_failures": (1, 1_000_000),
+    "login_address_window_seconds": (1, 86_400),
+    "password_min_length": (8, 64),
+    "session_idle_seconds": (60, 30 * 86_400),
+    "session_absolute_seconds": (60, 30 * 86_400),
+    "idempotency_ttl_seconds": (3600, 366 * 86_400),
+    "writer_batch_size": (1, 100_000),
+    "writer_block_ms": (1, 60_000),
+    "writer_linger_ms": (0, 10_000),
+    "writer_claim_idle_ms": (100, 86_400_000),
+    "writer_max_deliveries": (1, 1000),
+    "writer_shutdown_seconds": (0.1, 3600),
+    "db_pool_size": (1, 1000),
+    "io_timeout_seconds": (0.1, 300),
 }
+_WHY: dict[str, str] = {
+    "argon2_memory_kib": " (OWASP's least for argon2id is 7 MiB)",
+    "login_max_failures": " (0 would lock every account out at once)",
+}
+# OWASP's argon2id table trades memory for passes at equal cost (19 MiB × 2, 12 MiB × 3, …,
+# 7 MiB × 5); its weakest pair, 7168 KiB × 5 passes, is the floor of memory × passes.
+_ARGON2_MIN_WORK = 7168 * 5
+
+
+def _check_ranges(settings: Settings) -> None:
+    """Raise `SettingsError` naming the first variable whose number is out of its range."""
+    for name, (low, high) in _RANGES.items():
+        value = getattr(settings, name)
+        if not low <= value <= high:
+            raise SettingsError(
+                f"EXAMREG_{name.upper()}={value!r} is out of range: use {low:g} to {high:g}"
+                + _WHY.get(name, "")
+            )
+    if not 0 < settings.redis_memory_limit_ratio <= 1:
+        raise SettingsError("EXAMREG_REDIS_MEMORY_LIMIT_RATIO must be in (0, 1]")
+    work = settings.argon2_memory_kib * settings.argon2_time_cost
+    if work < _ARGON2_MIN_WORK:
+        raise SettingsError(
+            f"EXAMREG_ARGON2_MEMORY_KIB × EXAMREG_ARGON2_TIME_COST = {work} is below OWASP's "
+            f"least for argon2id ({_ARGON2_MIN_WORK}: e.g. 19456 KiB × 2 or 7168 KiB × 5)"
+        )
 
 
 def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -231,6 +302,8 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         kind = _SCALARS.get(str(f.type))
         if raw is not None and raw != "" and kind is not None:
             values[f.name] = _coerce(f"EXAMREG_{f.name.upper()}", raw, kind)
+        elif raw and f.name == "trusted_hosts":
+            values[f.name] = _hosts("EXAMREG_TRUSTED_HOSTS", raw)
         elif raw and f.name == "log_level":
             if raw not in ("debug", "info", "warning", "error"):
                 raise SettingsError(f"EXAMREG_LOG_LEVEL={raw!r}: use debug, info, warning or error")
@@ -239,15 +312,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     values["window"] = _window(env)
     values.update(overrides)
     settings = Settings(**values)  # type: ignore[arg-type]
-    for name in _POSITIVE:
-        if getattr(settings, name) < 1:
-            raise SettingsError(f"EXAMREG_{name.upper()} must be at least 1")
-    if not 8 <= settings.password_min_length <= 64:
-        raise SettingsError("EXAMREG_PASSWORD_MIN_LENGTH must be between 8 and 64")
-    if not settings.login_delay_seconds > 0:
-        raise SettingsError("EXAMREG_LOGIN_DELAY_SECONDS must be more than 0")
-    if not 0 < settings.redis_memory_limit_ratio <= 1:
-        raise SettingsError("EXAMREG_REDIS_MEMORY_LIMIT_RATIO must be in (0, 1]")
+    _check_ranges(settings)
     if not settings.secret_key:
         # Sessions live in Redis, so the key only salts non-secret digests; a random one is safe.
         object.__setattr__(settings, "secret_key", secrets.token_hex(32))

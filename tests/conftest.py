@@ -150,7 +150,8 @@ def redis_url(servers: Servers) -> str:
 
 @pytest.fixture
 def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
-    """Settings for one test: its own database, a flushed Redis, fast writer timings."""
+    """Settings for one test: its own database, a flushed Redis, fast writer timings, and the
+    in-process client's host (`testserver`) trusted."""
     return load(
         env={},
         database_url=database_url,
@@ -161,6 +162,7 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         writer_max_deliveries=2,
         writer_shutdown_seconds=5.0,
         secret_key="test-secret",
+        trusted_hosts=("testserver", "localhost", "127.0.0.1"),
     )
 
 

@@ -1,7 +1,8 @@
 """Server-side sessions and login throttling in Redis.
 
-Owns sessions (random 128-bit tokens, idle and absolute timeouts) and the login throttle: growing
-delays per account, a cap per client address. Keys hold digests, never a national ID.
+Owns sessions (random 128-bit tokens, idle and absolute timeouts), values a session reads once
+(a POST's result, shown by the GET it redirects to) and the login throttle: growing delays per
+account, a cap per client address. Keys hold digests, never a national ID.
 """
 
 from __future__ import annotations
@@ -108,6 +109,28 @@ class SessionStore:
     @staticmethod
     def _subject_key(kind: SessionKind, subject: int) -> str:
         return f"examreg:sessions:{kind}:{subject}"
+
+    @staticmethod
+    def _once_key(session: Session, name: str) -> str:
+        return f"examreg:once:{session.token_digest}:{name}"
+
+    async def hold_once(
+        self, session: Session, name: str, value: dict[str, Any], ttl_seconds: int
+    ) -> None:
+        """Keep `value` for this session to read once (`take_once`) within `ttl_seconds`.
+
+        What a POST produced and its redirect's GET shows, such as a reset's one-time password:
+        a reload repeats the GET, which finds nothing, instead of the POST, which would act again.
+        """
+        await self._client.set(self._once_key(session, name), orjson.dumps(value), ex=ttl_seconds)
+
+    async def take_once(self, session: Session, name: str) -> dict[str, Any] | None:
+        """The value `hold_once` kept for this session, removed in the same step; else None."""
+        raw = await self._client.getdel(self._once_key(session, name))
+        if raw is None:
+            return None
+        value: dict[str, Any] = orjson.loads(raw)
+        return value
 
     async def revoke(self, session: Session) -> None:
         await self._client.delete(self._key(session.token_digest))

@@ -1,9 +1,10 @@
 """Candidate endpoints of HTTP API v1 (architecture §6.3): login, profile, registration, receipts.
 
-Owns the candidate's routes: the session, the `Idempotency-Key` header, reading the body, and the
-answers (202 with `Idempotent-Replayed` on a replay). What a submission does — window, validation,
-admission, durable enqueue — is `engine.services.candidates.submit`, which the web form calls too,
-so both reach the queue by one path.
+Owns the candidate's routes: the session, the `Idempotency-Key` header, reading the body (only
+once the session is known), admission to the in-flight gate (after both), and the answers (202
+with `Idempotent-Replayed` on a replay). What a submission does — window, validation, admission,
+durable enqueue — is `engine.services.candidates.submit`, which the web form calls too, so both
+reach the queue by one path.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from starlette.routing import Route
 from engine.adapters.sessions import Session
 from engine.errors import ExamregError, IdempotencyKeyRequired, NoRegistration, NotFound
 from engine.http import plumbing
+from engine.http.gate import admit
 from engine.http.plumbing import (
     client_address,
     current_session,
@@ -58,6 +60,7 @@ async def change_password(request: Request) -> Response:
 
 async def me(request: Request) -> Response:
     session = await candidate_session(request)
+    admit(request)
     return json_response(await candidates.profile(services(request), session.subject))
 
 
@@ -75,6 +78,7 @@ async def submit_registration(request: Request) -> Response:
         key = _idempotency_key(request)
         candidates.open_phase(svc)  # a closed window refuses before the body is read
         body = await read_json(request, svc.settings.max_body_bytes)
+        admit(request)  # logged in, body complete: now it is work under way
     except ExamregError as exc:
         candidates.count_refusal(exc)
         raise
@@ -86,6 +90,7 @@ async def submit_registration(request: Request) -> Response:
 
 async def get_registration(request: Request) -> Response:
     session = await candidate_session(request)
+    admit(request)
     registration = await candidates.newest_registration(services(request), session.subject)
     if registration is None:
         raise NoRegistration()
@@ -94,6 +99,7 @@ async def get_registration(request: Request) -> Response:
 
 async def get_receipt(request: Request) -> Response:
     session = await candidate_session(request)
+    admit(request)
     receipt_id = request.path_params["receipt_id"]
     receipt = await candidates.receipt_status(services(request), session.subject, receipt_id)
     if receipt is None:

@@ -1,8 +1,9 @@
 """The middleware in front of every route: request metrics, security headers, the overload gate.
 
 Owns counting and timing requests by route template, the opt-in anonymised arrival log, the
-event-loop lag sampler and the per-process admission gate that sheds `/api/` requests with 503
-`overloaded` when this process is saturated. It must not know what any route does.
+event-loop lag sampler and the per-process in-flight gate: handlers `admit` a request once it has
+a session and a complete body, and `/api/` requests are shed with 503 `overloaded` while this
+process is saturated. It must not know what any route does.
 """
 
 from __future__ import annotations
@@ -88,32 +89,82 @@ class LoopLag:
             self.record(max(0.0, loop.time() - started - self.interval))
 
 
-class ObservabilityMiddleware:
-    """Counts and times every request by route template, sets the security headers, and sheds
-    API requests when this process is saturated.
+class Gate:
+    """The per-process in-flight gate: how many admitted requests are under way, and whether a
+    new `/api/` request must be shed (503 `overloaded`).
 
-    The gate is what keeps a spike polite when the API itself is the bottleneck (the backlog and
-    memory limits only see the writers falling behind): past `max_inflight` requests under way, or
-    while the event loop runs late (`lag.saturated`), a new `/api/` request is answered at once
-    with 503 `overloaded` and `Retry-After` instead of joining an event-loop queue where every
-    request, admitted or not, would wait seconds and end in a timeout. Pages are counted but never
-    refused here: their handlers keep the candidate's typed form on the friendly retry page.
-    Health, readiness, metrics and the password-hashing routes are exempt (`_UNGATED`).
+    A request is admitted (`admit`) by its handler once it has a session and its whole body, so
+    only work the server is really doing counts: a client that opens a request and stalls, with
+    or without a login, holds no slot (issue 12). The middleware sheds at arrival, before any
+    session or body is read, while the gate is full or the event loop runs late; `admit` sheds
+    again at admission, as requests that arrived together may have filled it meanwhile.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        arrival_log: Path | None = None,
-        max_inflight: int = 0,
-        lag: LoopLag | None = None,
-    ) -> None:
-        self.app = app
-        self.arrivals = ArrivalLog(arrival_log) if arrival_log else None
+    def __init__(self, max_inflight: int, lag: LoopLag, retry_after: int) -> None:
         self.max_inflight = max_inflight
-        self.lag = lag or LoopLag(0)
+        self.lag = lag
+        self.retry_after = retry_after
         self.inflight = 0
         self._rng = random.Random()
+
+    @property
+    def busy(self) -> bool:
+        full = self.max_inflight > 0 and self.inflight >= self.max_inflight
+        return full or self.lag.saturated
+
+    def refusal(self) -> Overloaded:
+        """503 `overloaded`, with a jittered `Retry-After` so the retries do not arrive at once."""
+        wait = capacity.retry_after(
+            excess=0.0, drain_rate=None, floor=self.retry_after, rng=self._rng
+        )
+        return Overloaded(retry_after=wait, extra={"reason": "busy"})
+
+
+_ADMITTED = "examreg.admitted"
+
+
+def gated(path: str) -> bool:
+    """Whether the gate applies to `path` (see `_UNGATED`)."""
+    return path not in _UNGATED and not path.startswith("/static/")
+
+
+def admit(request: Request, *, shed: bool = True) -> None:
+    """Count this request as in flight until its answer is sent (the middleware releases it).
+
+    Call it once the caller is authenticated and the body is read. API handlers shed (raise
+    503 `overloaded`) when the gate is busy; pages pass `shed=False`: they are counted but never
+    refused here, their handlers keep the candidate's typed form on the friendly retry page.
+
+    Raises:
+        Overloaded: `shed` and the gate is busy.
+    """
+    scope = request.scope
+    gate: Gate = request.app.state.gate
+    if scope.get(_ADMITTED) or not gated(scope["path"]):
+        return
+    if shed and gate.busy:
+        raise gate.refusal()
+    gate.inflight += 1
+    scope[_ADMITTED] = True
+
+
+class ObservabilityMiddleware:
+    """Counts and times every request by route template, sets the security headers, sheds API
+    requests at arrival while this process is saturated, and releases admitted requests.
+
+    The gate is what keeps a spike polite when the API itself is the bottleneck (the backlog and
+    memory limits only see the writers falling behind): while `max_inflight` admitted requests
+    are under way, or while the event loop runs late (`lag.saturated`), a new `/api/` request is
+    answered at once with 503 `overloaded` and `Retry-After` instead of joining an event-loop
+    queue where every request, admitted or not, would wait seconds and end in a timeout. Pages
+    are never refused here. Health, readiness, metrics and the password-hashing routes are
+    exempt (`_UNGATED`).
+    """
+
+    def __init__(self, app: ASGIApp, gate: Gate, arrival_log: Path | None = None) -> None:
+        self.app = app
+        self.gate = gate
+        self.arrivals = ArrivalLog(arrival_log) if arrival_log else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -126,11 +177,7 @@ class ObservabilityMiddleware:
         started = time.perf_counter()
         status = 500
         path: str = scope["path"]
-        gated = path not in _UNGATED and not path.startswith("/static/")
-        busy = gated and (
-            (self.max_inflight and self.inflight >= self.max_inflight) or self.lag.saturated
-        )
-        if busy and path.startswith("/api/"):
+        if path.startswith("/api/") and gated(path) and self.gate.busy:
             await self._shed(scope, receive, send)
             return
 
@@ -142,13 +189,11 @@ class ObservabilityMiddleware:
                 headers.extend(security_headers(scope))
             await send(message)
 
-        if gated:
-            self.inflight += 1
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            if gated:
-                self.inflight -= 1
+            if scope.pop(_ADMITTED, False):
+                self.gate.inflight -= 1
             route = route_name(scope)
             method = scope["method"]
             metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
@@ -159,11 +204,7 @@ class ObservabilityMiddleware:
     async def _shed(self, scope: Scope, receive: Receive, send: Send) -> None:
         """503 `overloaded` before routing, session or body: the cheapest answer there is."""
         request = Request(scope)
-        floor = request.app.state.services.settings.retry_after_seconds
-        wait = capacity.retry_after(excess=0.0, drain_rate=None, floor=floor, rng=self._rng)
-        response = problem(
-            Overloaded(retry_after=wait, extra={"reason": "busy"}), api_language(request)
-        )
+        response = problem(self.gate.refusal(), api_language(request))
         response.headers.update({k.decode(): v.decode() for k, v in security_headers(scope)})
         method = scope["method"]
         if method == "PUT" and scope["path"] == "/api/v1/me/registration":

@@ -15,7 +15,8 @@ def _op(
     summary: str, ok: dict[str, Any], errors: tuple[int, ...] = (), **extra: Any
 ) -> dict[str, Any]:
     responses: dict[str, Any] = dict(ok)
-    for status in errors:
+    # A body that does not arrive within EXAMREG_BODY_TIMEOUT_SECONDS: 408 request_timeout.
+    for status in sorted({*errors, 408} if "requestBody" in extra else set(errors)):
         responses[str(status)] = _PROBLEM
     return {"summary": summary, "responses": responses, **extra}
 
@@ -335,7 +336,9 @@ def document() -> dict[str, Any]:
             "version": "1.0.0",
             "description": "Online registration for Vietnam's national high-school graduation exam."
             " "
-            "Errors are application/problem+json with a stable `code`.",
+            "Errors are application/problem+json with a stable `code`. Any request may also get "
+            "400 `untrusted_host` (a Host header not in EXAMREG_TRUSTED_HOSTS), 405 with `Allow`, "
+            "408 `request_timeout` (headers too slow) or 431 `headers_too_large`.",
         },
         "paths": _paths(),
         "components": {

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from engine.adapters import backend, metrics, streams
 from engine.errors import FieldError, InvalidRequest, Unavailable
 from engine.http import openapi
+from engine.http.gate import admit
 from engine.http.responses import json_response, services
 from engine.http.staff import require_staff
 
@@ -97,6 +98,7 @@ async def openapi_endpoint(request: Request) -> Response:
 async def capacity(request: Request) -> Response:
     """The capacity forecast: rates, backlog, time to the limit, deadline projection, advice."""
     await require_staff(request, OPERATORS)
+    admit(request)
     target = _target_seconds(request)
     try:
         forecast = await services(request).sampler.forecast(target)

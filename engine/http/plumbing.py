@@ -1,13 +1,14 @@
 """Request reading and session plumbing shared by the JSON endpoints and the pages.
 
-Owns: reading a body safely (size limit; JSON: content type, UTF-8), required string fields, the
-session token (Bearer header or cookie) and cookie, and the JSON face of the one password-login
-flow (`engine.services.accounts.authenticate`: throttle → look up → verify off the loop → rotate
-the session with a fresh CSRF token). It must not know what a registration is.
+Owns: reading a body safely (size and time limits; JSON: content type, UTF-8), required string
+fields, the session token (Bearer header or cookie) and cookie, and the JSON face of the one
+password-login flow (`engine.services.accounts.authenticate`: throttle → look up → verify off the
+loop → rotate the session with a fresh CSRF token). It must not know what a registration is.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -22,9 +23,11 @@ from engine.errors import (
     InvalidRequest,
     MalformedRequest,
     PayloadTooLarge,
+    RequestTimeout,
     Unauthenticated,
     UnsupportedMediaType,
 )
+from engine.http.gate import admit
 from engine.http.responses import json_response, services
 from engine.services.accounts import Account, authenticate
 from engine.types import SessionKind
@@ -33,20 +36,27 @@ COOKIES: dict[SessionKind, str] = {"candidate": "examreg_session", "staff": "exa
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing (413) what is larger than `limit` bytes, declared or streamed."""
+    """The raw body, refusing (413) what is larger than `limit` bytes, declared or streamed, and
+    cutting off (408) one that has not fully arrived within `EXAMREG_BODY_TIMEOUT_SECONDS`.
+
+    Callers authenticate first: only a caller with a session makes the server wait for a body.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise PayloadTooLarge()
     chunks: list[bytes] = []
     size = 0
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge()
-            chunks.append(chunk)
+        async with asyncio.timeout(services(request).settings.body_timeout_seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge()
+                chunks.append(chunk)
     except ClientDisconnect as exc:
         raise MalformedRequest() from exc
+    except TimeoutError as exc:  # our deadline only: a cancellation from outside propagates
+        raise RequestTimeout() from exc
     return b"".join(chunks)
 
 
@@ -143,6 +153,7 @@ async def password_login(
 
 async def logout(request: Request, kind: SessionKind) -> Response:
     session = await current_session(request, kind)
+    admit(request)
     await services(request).sessions.revoke(session)
     response = Response(status_code=204)
     response.delete_cookie(COOKIES[kind], path="/")

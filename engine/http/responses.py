@@ -1,9 +1,9 @@
 """How the JSON API answers: bodies, problems, the container, the language of a message.
 
-Owns `json_response`, the one rendering of an `ExamregError` as `application/problem+json`
-(with `Retry-After` from `retry_headers`, which the pages use too), the API's language rule
-(`api_language`: `?lang=`, then `Accept-Language`) and `services`, the handlers' way to the
-process's `Services` container. It must not know any route.
+Owns `json_response` (never cached unless told), the one rendering of an `ExamregError` as
+`application/problem+json` (with `Retry-After` from `retry_headers`, which the pages use too),
+the API's language rule (`api_language`: `?lang=`, then `Accept-Language`) and `services`, the
+handlers' way to the process's `Services` container. It must not know any route.
 """
 
 from __future__ import annotations
@@ -33,7 +33,15 @@ def api_language(request: Request) -> str:
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+    """A JSON answer, `Cache-Control: no-store` unless `headers` say otherwise: most carry a
+    token or personal data (login, profile, registration, receipts, the desk), which no browser
+    or proxy cache may keep."""
+    return Response(
+        orjson.dumps(body),
+        status,
+        headers={"Cache-Control": "no-store", **(headers or {})},
+        media_type="application/json",
+    )
 
 
 def retry_headers(exc: ExamregError) -> dict[str, str]:

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from engine.adapters import support_store
 from engine.adapters.support_store import AuditQuery
+from engine.http.gate import admit
 from engine.http.plumbing import client_address, read_json
 from engine.http.responses import json_response, services
 from engine.http.staff import require_staff
@@ -32,12 +33,14 @@ async def _desk(request: Request, roles: frozenset[str] = DESK_ROLES) -> Desk:
 
 async def search(request: Request) -> Response:
     desk = await _desk(request)
+    admit(request)
     found = await support_desk.search(desk, request.query_params)
     return json_response(found.to_json())
 
 
 async def detail(request: Request) -> Response:
     desk = await _desk(request)
+    admit(request)
     candidate_id = support_desk.candidate_id_of(request.path_params["candidate_id"])
     reveal = request.query_params.get("reveal") in ("1", "true")
     body = await support_desk.read_candidate(
@@ -50,6 +53,7 @@ async def password_reset(request: Request) -> Response:
     desk = await _desk(request)
     candidate_id = support_desk.candidate_id_of(request.path_params["candidate_id"])
     body = await read_json(request, 4096)
+    admit(request)
     reason = body.get("reason") if isinstance(body, dict) else None
     reset = await support_desk.reset_password(desk, candidate_id, reason)
     return json_response(reset, headers={"Cache-Control": "no-store"})
@@ -57,6 +61,7 @@ async def password_reset(request: Request) -> Response:
 
 async def audit_log(request: Request) -> Response:
     desk = await _desk(request, ADMIN)
+    admit(request)
     params = request.query_params
     for name, value in params.items():
         support_desk.check_text(name, name + value)

@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from engine.adapters.sessions import Session
 from engine.errors import InvalidCredentials, Overloaded, TooManyAttempts, WeakPassword
+from engine.http.gate import admit
 from engine.http.plumbing import COOKIES, client_address, set_session_cookie
 from engine.http.responses import retry_headers, services
 from engine.pages import i18n
@@ -86,7 +87,8 @@ class AccountPages:
     forced_notice: str
     normalise: Callable[[str], str]
     lookup: Callable[[Services, str], Awaitable[Account | None]]
-    set_password: Callable[[Services, int, str, str], Awaitable[None]]
+    # (svc, session, client address, current, new): the current-password check is throttled.
+    set_password: Callable[[Services, Session, str, str, str], Awaitable[None]]
     signed_in: Callable[[Request], Awaitable[SignedIn]]  # raises Redirect when nobody is
     frame: Mapping[str, Any] = field(default_factory=dict)  # extra context of every page
     # After a correct password: None admits; a message key refuses (the session is revoked).
@@ -156,7 +158,7 @@ class AccountPages:
                 svc,
                 self.kind,
                 value,
-                password[:128],
+                password,
                 client_address(request),
                 functools.partial(self.lookup, svc),
             )
@@ -183,11 +185,12 @@ class AccountPages:
         return response
 
     async def logout(self, request: Request) -> Response:
-        values = await read_form(request, 4096)
         session = await session_or_none(request, self.kind)
         if session is None:
             raise Redirect(self.login_path)
+        values = await read_form(request, 4096)  # once the session is known
         check_csrf(session, values)
+        admit(request, shed=False)
         await services(request).sessions.revoke(session)
         response = RedirectResponse(f"{self.login_path}?logged_out=1", 303)
         response.delete_cookie(COOKIES[self.kind], path="/")
@@ -217,6 +220,7 @@ class AccountPages:
                 "action": self.change_path,
                 "forced": signed.forced,
                 "forced_notice": self.forced_notice,
+                "min_length": signed.svc.settings.password_min_length,
                 "errors": dict(errors or {}),
                 "message": message,
             },
@@ -226,9 +230,10 @@ class AccountPages:
         return self._password(request, await self.signed_in(request))
 
     async def password_submit(self, request: Request) -> Response:
-        values = await read_form(request, 4096)
         signed = await self.signed_in(request)
+        values = await read_form(request, 4096)  # once the session is known
         check_csrf(signed.session, values)
+        admit(request, shed=False)
         lang = page_language(request)
         t = i18n.translator(lang)
         current, new = first(values, "current_password"), first(values, "new_password")
@@ -238,14 +243,19 @@ class AccountPages:
             errors["new_password_confirm"] = [t("password_mismatch")]
         else:
             try:
-                await self.set_password(signed.svc, signed.session.subject, current, new)
+                await self.set_password(
+                    signed.svc, signed.session, client_address(request), current, new
+                )
                 return RedirectResponse(self.after_change, 303)
             except InvalidCredentials:
                 errors["current_password"] = [t("current_password_wrong")]
             except WeakPassword as exc:
-                errors["new_password"] = [detail(exc, lang)]
-            except Overloaded as exc:
+                errors["new_password"] = [
+                    e.message_en if lang == "en" else e.message for e in exc.errors
+                ] or [detail(exc, lang)]
+            except (TooManyAttempts, Overloaded) as exc:
+                key = "login_locked" if isinstance(exc, TooManyAttempts) else "login_busy"
                 status, headers = exc.status, retry_headers(exc)
                 seconds = exc.retry_after or signed.svc.settings.retry_after_seconds
-                message = t("login_busy", seconds=seconds)
+                message = t(key, seconds=seconds)
         return self._password(request, signed, status, errors, message, headers)

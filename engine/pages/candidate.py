@@ -32,6 +32,7 @@ from engine.errors import (
     Unavailable,
     WindowClosed,
 )
+from engine.http.gate import admit
 from engine.http.responses import services
 from engine.pages import i18n, webform
 from engine.pages.accounts import AccountPages, LoginWords, SignedIn
@@ -256,15 +257,18 @@ async def _submit(
 @page
 async def registration_submit(request: Request) -> Response:
     svc = services(request)
-    values = await read_form(request, svc.settings.max_body_bytes)
     unavailable = Unavailable(retry_after=svc.settings.retry_after_seconds)
     try:
         session = await session_or_none(request)
-    except INFRASTRUCTURE:  # the session store is unreachable: keep the form, retry later
+    except INFRASTRUCTURE:
+        # The session store is unreachable: read the form only to keep it on the retry page.
+        values = await read_form(request, svc.settings.max_body_bytes)
         return _retry_page(request, svc, values, unavailable, first(values, "csrf_token"))
     if session is None:
-        raise expired(request)
+        raise expired(request)  # before the form is read: an anonymous upload waits for nothing
+    values = await read_form(request, svc.settings.max_body_bytes)
     check_csrf(session, values)
+    admit(request, shed=False)
     key = first(values, "idempotency_key")
     if not candidates.valid_idempotency_key(key):
         key = secrets.token_urlsafe(16)

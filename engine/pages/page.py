@@ -2,11 +2,11 @@
 
 Owns the Jinja2 environment (autoescaping, templates in `templates/`), static-file URLs with content
 fingerprints, the `page` wrapper (errors as HTML, `Cache-Control: no-store`, the `lang` cookie),
-reading `application/x-www-form-urlencoded` bodies, sessions as pages see them (the candidate's:
-redirects to the login page, the forced first-login password change) and the CSRF checks
-(per-session synchronizer token; double-submit cookie before login). The page handlers themselves
-are `engine.pages.candidate`'s (candidates) and `engine.pages.support`'s (the support console). It
-must not know the registration form's fields."""
+reading `application/x-www-form-urlencoded` bodies (once the session is known), sessions as pages
+see them (the candidate's: redirects to the login page, the forced first-login password change)
+and the CSRF checks (per-session synchronizer token; double-submit cookie before login). The page
+handlers themselves are `engine.pages.candidate`'s (candidates) and `engine.pages.support`'s (the
+support console). It must not know the registration form's fields."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ from engine.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
+from engine.http.gate import admit
 from engine.http.plumbing import COOKIES, current_session, read_body
 from engine.http.responses import retry_headers, services
 from engine.pages import i18n, webform
@@ -196,7 +197,10 @@ def _wrap(handler: Handler, frame: Mapping[str, str]) -> Handler:
 
 
 async def read_form(request: Request, limit: int) -> Values:
-    """An `application/x-www-form-urlencoded` body, size-limited, strictly UTF-8."""
+    """An `application/x-www-form-urlencoded` body, size- and time-limited, strictly UTF-8.
+
+    Read it only once the session is known: an anonymous upload must never make a page wait.
+    """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise UnsupportedMediaType()
@@ -228,7 +232,8 @@ def expired(request: Request) -> Redirect:
 async def require(
     request: Request, *, forced_ok: bool = False
 ) -> tuple[Services, Session, dict[str, Any]]:
-    """The logged-in candidate and their roster profile, after the forced password change."""
+    """The logged-in candidate and their roster profile, after the forced password change; a
+    page without a form, so the request is counted in flight from here (never refused)."""
     svc = services(request)
     session = await session_or_none(request)
     if session is None:
@@ -238,6 +243,7 @@ async def require(
         raise Redirect("/login")
     if profile["must_change_password"] and not forced_ok:
         raise Redirect("/password")
+    admit(request, shed=False)
     return svc, session, profile
 
 

@@ -3,7 +3,8 @@
 Owns the `/support` page routes: staff login (the candidates' login flow: same throttling, hashing
 and rotated session, with the staff kind), the forced password change, logout, the search page with
 its paginated results, the reason prompt, the candidate's record (roster data, current registration,
-every version, the pipeline state), reveal and password reset. What each of those reads or writes,
+every version, the pipeline state), reveal and password reset (POST-redirect-GET: its one-time
+password is shown once, and a reload never issues another). What each of those reads or writes,
 and its audit row, is `engine.services.support_desk`'s, shared with `engine.http.support`.
 
 Every read of a candidate is a POST carrying the session's CSRF token, the search included: a
@@ -29,6 +30,7 @@ from engine.errors import (
     InvalidRequest,
     NotFound,
 )
+from engine.http.gate import admit
 from engine.http.plumbing import COOKIES, client_address
 from engine.http.responses import services
 from engine.pages.accounts import AccountPages, LoginWords, SignedIn
@@ -73,6 +75,8 @@ SEARCH_FIELDS: Final = (
 _COMPACT: Final = frozenset({"national_id", "candidate_id", "school_code", "page", "page_size"})
 # What a record's sub-path asks for; the prompt's title and button are `desk_prompt_<action>`.
 _ACTIONS: Final = {"": "detail", "reveal": "reveal", "password-reset": "reset"}
+# How long a reset's one-time password waits for the redirect's GET that shows it (once).
+RESET_SHOWN_SECONDS: Final = 300
 
 console = page_in("support/base.html", HOME, "desk_not_found")
 
@@ -122,11 +126,20 @@ async def _signed_in(request: Request, *, forced_ok: bool = False) -> tuple[Desk
     return Desk(svc, staff, client_address(request)), session
 
 
-async def _posted(request: Request, *, forced_ok: bool = False) -> tuple[Desk, Session, Values]:
-    """A console form post: its fields, once the session and its CSRF token are checked."""
-    values = await read_form(request, 8192)
+async def _viewed(request: Request, *, forced_ok: bool = False) -> tuple[Desk, Session]:
+    """A console page without a form: the staff member at the desk, counted in flight."""
     desk, session = await _signed_in(request, forced_ok=forced_ok)
+    admit(request, shed=False)
+    return desk, session
+
+
+async def _posted(request: Request, *, forced_ok: bool = False) -> tuple[Desk, Session, Values]:
+    """A console form post: its fields, read once the session is known (an anonymous upload is
+    never read), then its CSRF token checked; counted in flight from there."""
+    desk, session = await _signed_in(request, forced_ok=forced_ok)
+    values = await read_form(request, 8192)
     check_csrf(session, values)
+    admit(request, shed=False)
     return desk, session, values
 
 
@@ -222,7 +235,7 @@ def _search_page(
 
 @console
 async def search_page(request: Request) -> Response:
-    desk, session = await _signed_in(request)
+    desk, session = await _viewed(request)
     return _search_page(request, desk, session, {})
 
 
@@ -283,7 +296,7 @@ def _prompt(
 @console
 async def prompt_page(request: Request) -> Response:
     """The reason prompt: nothing about the candidate is read (or shown) before a reason."""
-    desk, session = await _signed_in(request)
+    desk, session = await _viewed(request)
     candidate_id, action = _action(request)
     return _prompt(request, desk, session, candidate_id, action)
 
@@ -339,14 +352,15 @@ async def record_submit(request: Request) -> Response:
     try:
         if action == "reset":
             reset = await support_desk.reset_password(desk, candidate_id, reason)
-            return _render(
-                request,
-                "support/reset.html",
+            # POST-redirect-GET: reloading the result repeats the GET, never this POST, which
+            # would silently issue a second password.
+            await desk.svc.sessions.hold_once(
                 session,
-                desk.staff,
-                reset=reset,
-                reason=reason.strip(),
+                _reset_slot(candidate_id),
+                {**reset, "reason": reason.strip()},
+                RESET_SHOWN_SECONDS,
             )
+            return RedirectResponse(_reset_result_path(candidate_id), 303)
         body = await support_desk.read_candidate(
             desk, candidate_id, reason, reveal=action == "reveal"
         )
@@ -372,10 +386,43 @@ async def record_submit(request: Request) -> Response:
     )
 
 
+def _reset_slot(candidate_id: int) -> str:
+    return f"reset:{candidate_id}"
+
+
+def _reset_result_path(candidate_id: int) -> str:
+    return _record_path(candidate_id, "reset") + "/done"
+
+
+@console
+async def reset_result(request: Request) -> Response:
+    """A reset's one-time password, shown once to the agent who issued it; after that (a reload,
+    another tab, another agent) a page that says so, and nothing is issued again."""
+    desk, session = await _viewed(request)
+    candidate_id = support_desk.candidate_id_of(request.path_params["candidate_id"])
+    reset = await desk.svc.sessions.take_once(session, _reset_slot(candidate_id))
+    return _render(
+        request,
+        "support/reset.html",
+        session,
+        desk.staff,
+        status=200 if reset else 410,
+        candidate_id=candidate_id,
+        reset=reset,
+        reason=reset["reason"] if reset else "",
+    )
+
+
 routes = [
     *accounts.routes(),
     Route(HOME, search_page, methods=["GET"], include_in_schema=False),
     Route(HOME, search_submit, methods=["POST"], include_in_schema=False),
+    Route(
+        f"{HOME}/candidates/{{candidate_id}}/password-reset/done",
+        reset_result,
+        methods=["GET"],
+        include_in_schema=False,
+    ),
     *(
         Route(path, handler, methods=[method], include_in_schema=False)
         for path in (

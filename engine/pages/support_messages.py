@@ -183,6 +183,13 @@ DESK_CATALOG: Final[Mapping[str, tuple[str, str]]] = {
         "Đã đóng {count} phiên đăng nhập của thí sinh.",
         "{count} of the candidate's sessions were ended.",
     ),
+    "desk_reset_gone_title": ("Mật khẩu đã được hiển thị", "The password was already shown"),
+    "desk_reset_gone": (
+        "Mật khẩu dùng một lần chỉ hiện một lần và không còn xem lại được; không có mật khẩu "
+        "mới nào được cấp thêm. Nếu chưa kịp đọc cho thí sinh, hãy mở hồ sơ và cấp lại.",
+        "A one-time password is shown once and cannot be viewed again; no further password was "
+        "issued. If it did not reach the candidate, open the record and reset it again.",
+    ),
     "desk_copy": ("Sao chép", "Copy"),
     "desk_copied": ("Đã sao chép", "Copied"),
     "desk_back_record": ("Mở lại hồ sơ", "Open the record again"),

@@ -39,6 +39,7 @@ from engine.runtime.launch import (
     supervise,
     with_connection,
 )
+from engine.runtime.protocol import limited_protocol
 from engine.services.roster import import_roster, parse_import, seed
 from engine.settings import Settings, SettingsError
 
@@ -101,7 +102,8 @@ def cmd_api_worker(args: argparse.Namespace, settings: Settings) -> int:
     config = uvicorn.Config(
         create_app(settings),
         loop="uvloop",
-        http="httptools",
+        # httptools, with the header deadline and limits uvicorn lacks (issue 12).
+        http=limited_protocol(settings),
         lifespan="on",
         access_log=False,
         log_level=settings.log_level,

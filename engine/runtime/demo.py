@@ -20,6 +20,7 @@ from pathlib import Path
 
 from engine.adapters import backend, store
 from engine.adapters.embedded import EmbeddedServices
+from engine.adapters.files import write_private
 from engine.adapters.passwords import make_hasher
 from engine.runtime.launch import (
     child_env,
@@ -102,8 +103,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     endpoints = services.start()
     secret_file = data_dir / "secret-key"
     if not secret_file.exists():
-        secret_file.write_text(secrets.token_hex(32))
-        secret_file.chmod(0o600)
+        write_private(secret_file, secrets.token_hex(32))
     os.environ["EXAMREG_DATABASE_URL"] = endpoints.database_url
     os.environ["EXAMREG_REDIS_URL"] = endpoints.redis_url
     os.environ["EXAMREG_SECRET_KEY"] = secret_file.read_text().strip()

@@ -3,7 +3,7 @@
 Owns the user-fixable error (`UsageError`, printed as one line with exit status 2), the check that
 the two server URLs are set, a PostgreSQL connection for one command, the listening socket the API
 workers inherit, the children and environment the supervisor starts, waiting for readiness, and
-the CSV files the commands write.
+the CSV files the commands write (owner-only: they hold passwords).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.adapters import backend, store
+from engine.adapters.files import open_private
 from engine.runtime.supervisor import Child, Supervisor, prepare_metrics_dir, python_argv
 from engine.settings import Settings
 
@@ -104,7 +105,8 @@ def wait_ready(url: str, timeout: float) -> bool:
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    with path.open("w", newline="") as handle:
+    """A CSV of credentials: readable by its owner only (it holds plaintext passwords)."""
+    with open_private(path) as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)

@@ -2,8 +2,9 @@
 
 Owns `examreg roster import` (validate every row first, import nothing if any is wrong) and
 `examreg seed` (synthetic candidates from `engine.domain.rostergen`), issuing initial passwords and
-writing the credentials file schools hand out. Passwords are hashed with argon2id in a process pool;
-`--load-test-password` shares one hash across accounts and is for load-test rosters only.
+writing the credentials file schools hand out (mode 0600: it holds them in plaintext). Passwords
+are hashed with argon2id in a process pool; `--load-test-password` shares one hash across
+accounts and is for load-test rosters only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from engine.adapters import backend, store
+from engine.adapters.files import open_private
 from engine.adapters.passwords import make_hasher
 from engine.domain.registration import check_national_id
 from engine.domain.rostergen import generate_roster
@@ -140,7 +142,7 @@ async def seed(
     """Insert `count` synthetic candidates; write their logins; return how many were new."""
     hasher = Hasher(settings, shared_password)
     written = 0
-    out = credentials_out.open("w", newline="") if credentials_out else None
+    out = open_private(credentials_out) if credentials_out else None
     try:
         writer = csv.writer(out) if out else None
         if writer:
@@ -246,7 +248,7 @@ async def import_roster(
     finally:
         hasher.close()
     if credentials_out:
-        with credentials_out.open("w", newline="") as out:
+        with open_private(credentials_out) as out:
             writer = csv.writer(out)
             writer.writerow(["login", "password", "candidate_id"])
             writer.writerows((c.login, c.password, c.candidate_id) for c in credentials)

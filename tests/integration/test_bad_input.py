@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import pytest
 
 from engine.adapters import store, streams
@@ -218,48 +218,44 @@ async def test_full_shard_is_shed_with_503_and_retry_after(
         assert registration["version"] == 1
 
 
-async def _slow_body(
-    body: bytes, started: asyncio.Event, release: asyncio.Event
-) -> AsyncIterator[bytes]:
-    """A phone on a weak link, mid-upload."""
-    started.set()
-    yield body[:10]
-    await release.wait()
-    yield body[10:]
+@contextlib.asynccontextmanager
+async def _writes_paused(aredis: Any) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """Valkey holds every write (CLIENT PAUSE WRITE) until the yielded `release` is awaited:
+    a submission whose session and body are complete then waits in its enqueue, in flight."""
+    await aredis.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
+
+    async def release() -> None:
+        await aredis.execute_command("CLIENT", "UNPAUSE")
+
+    try:
+        yield release
+    finally:
+        await release()
 
 
 async def test_past_the_in_flight_limit_api_requests_are_shed_at_once_and_pages_are_not(
     settings: Settings, roster: list[dict[str, Any]], aredis: Any
 ) -> None:
-    async for harness in make_harness(replace(settings, max_inflight_requests=1)):
+    limits = replace(settings, max_inflight_requests=1, io_timeout_seconds=60)
+    async for harness in make_harness(limits):
         candidate = roster[8]
         auth = await harness.login(candidate)
-        started, release = asyncio.Event(), asyncio.Event()
-        held = asyncio.create_task(
-            harness.client.put(
-                "/api/v1/me/registration",
-                content=_slow_body(orjson.dumps(form_for(candidate)), started, release),
-                headers={**auth, "Content-Type": "application/json", "Idempotency-Key": "held"},
+        gate = harness.app.state.gate
+        async with _writes_paused(aredis) as release:
+            held = asyncio.create_task(
+                harness.client.put(
+                    "/api/v1/me/registration",
+                    json=form_for(candidate),
+                    headers={**auth, "Idempotency-Key": "held"},
+                )
             )
-        )
-        await asyncio.wait_for(started.wait(), 10)  # the app is reading it: one in flight
-        shed = await harness.client.put(
-            "/api/v1/me/registration",
-            json=form_for(candidate, seed=2),
-            headers={**auth, "Idempotency-Key": "shed"},
-        )
-        assert shed.status_code == 503, shed.text
-        assert shed.json()["code"] == "overloaded"
-        assert int(shed.headers["Retry-After"]) >= settings.retry_after_seconds
-        assert shed.headers["X-Frame-Options"] == "DENY"
-        assert (await harness.client.get("/api/v1/window")).status_code == 503
-        # Exempt: health, readiness, metrics; pages are counted, never refused by the gate.
-        assert (await harness.client.get("/readyz")).status_code == 200
-        metrics_text = (await harness.client.get("/metrics")).text
-        assert 'examreg_submissions_shed_total{reason="busy"} 1.0' in metrics_text
-        assert (await harness.client.get("/login")).status_code != 503
-        release.set()
-        assert (await held).status_code == 202
+            # Logged in, body read, waiting for Valkey: the one request in flight.
+            async with asyncio.timeout(10):
+                while gate.inflight < 1:
+                    await asyncio.sleep(0.01)
+            await _assert_shed_while_held(harness, settings, candidate, auth)
+            await release()
+            assert (await held).status_code == 202
         # The shed submission left nothing behind; with the slot free the API answers again.
         assert await _stream_total(aredis, settings) == 1
         again = await harness.client.put(
@@ -268,6 +264,26 @@ async def test_past_the_in_flight_limit_api_requests_are_shed_at_once_and_pages_
             headers={**auth, "Idempotency-Key": "shed"},
         )
         assert again.status_code == 202 and again.json()["version"] == 2
+
+
+async def _assert_shed_while_held(
+    harness: Harness, settings: Settings, candidate: dict[str, Any], auth: dict[str, str]
+) -> None:
+    shed = await harness.client.put(
+        "/api/v1/me/registration",
+        json=form_for(candidate, seed=2),
+        headers={**auth, "Idempotency-Key": "shed"},
+    )
+    assert shed.status_code == 503, shed.text
+    assert shed.json()["code"] == "overloaded"
+    assert int(shed.headers["Retry-After"]) >= settings.retry_after_seconds
+    assert shed.headers["X-Frame-Options"] == "DENY"
+    assert (await harness.client.get("/api/v1/window")).status_code == 503
+    # Exempt: health, readiness, metrics; pages are counted, never refused by the gate.
+    assert (await harness.client.get("/readyz")).status_code == 200
+    metrics_text = (await harness.client.get("/metrics")).text
+    assert 'examreg_submissions_shed_total{reason="busy"} 1.0' in metrics_text
+    assert (await harness.client.get("/login")).status_code != 503
 
 
 async def test_while_the_event_loop_runs_late_api_requests_are_shed(

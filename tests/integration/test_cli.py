@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import asyncpg
 import pytest
 
 from engine.runtime.cli import main
+from engine.runtime.launch import write_csv
 
 
 @pytest.fixture
@@ -197,3 +199,25 @@ def test_staff_create_and_trial_purge(env: str, capsys: pytest.CaptureFixture[st
     assert main(["staff", "create", "school.x", "--role", "school"]) == 2
     assert main(["trial", "purge"]) == 0
     assert "purged trial data" in capsys.readouterr().out
+
+
+def test_files_with_plaintext_passwords_are_written_for_their_owner_only(
+    env: str, tmp_path: Path
+) -> None:
+    # Files that already exist, readable by everyone, are narrowed too when rewritten.
+    seeded, imported, staff = tmp_path / "seed.csv", tmp_path / "logins.csv", tmp_path / "staff.csv"
+    for path in (seeded, imported, staff):
+        path.write_text("old\n")
+        path.chmod(0o644)
+    assert main(["seed", "--candidates", "3", "--seed", "5", "--credentials-out", str(seeded)]) == 0
+    source = _write(
+        tmp_path / "school.csv",
+        [HEADER, ["001308012399", "Lê Thị Mai", "2008-03-15", "female", "a", "01", "001", ""]],
+    )
+    assert main(["roster", "import", str(source), "--credentials-out", str(imported)]) == 0
+    write_csv(staff, ("username", "password", "role"), [("demo-admin", "s3cret-pass", "admin")])
+    fresh = tmp_path / "fresh.csv"
+    write_csv(fresh, ("username", "password", "role"), [])
+    for path in (seeded, imported, staff, fresh):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert "password" in path.read_text().splitlines()[0]

@@ -462,6 +462,7 @@ async def test_the_password_reset_page_shows_the_one_time_password_once(
     reset = await harness.client.post(
         f"/support/candidates/{target['candidate_id']}/password-reset",
         data={"csrf_token": csrf, "reason": "forgot, ticket 99"},
+        follow_redirects=True,
     )
     assert reset.status_code == 200 and reset.headers["cache-control"] == "no-store"
     password = text_of(reset.text, "one-time-password")
@@ -471,6 +472,38 @@ async def test_the_password_reset_page_shows_the_one_time_password_once(
         "/api/v1/auth/login", json={"login": target["national_id"], "password": password}
     )
     assert login.status_code == 200 and login.json()["must_change_password"] is True
+
+
+async def test_reloading_the_reset_result_never_issues_a_second_password(
+    harness: Harness, roster: list[dict[str, Any]], pool: asyncpg.Pool
+) -> None:
+    target = roster[11]
+    path = f"/support/candidates/{target['candidate_id']}/password-reset"
+    csrf = await desk_agent(harness, pool)
+    # POST, redirect, GET: a reload repeats the GET, never the POST that issues a password.
+    posted = await harness.client.post(path, data={"csrf_token": csrf, "reason": "ticket 12"})
+    assert posted.status_code == 303, posted.text
+    assert posted.headers["location"] == f"{path}/done"
+    assert "one-time-password" not in posted.text
+    shown = await harness.client.get(posted.headers["location"])
+    assert shown.status_code == 200 and shown.headers["cache-control"] == "no-store"
+    password = text_of(shown.text, "one-time-password")
+    assert "ticket 12" in shown.text
+    # Shown once: a reload (or a second tab) says so, and issues nothing.
+    again = await harness.client.get(posted.headers["location"])
+    assert again.status_code == 410 and 'id="reset-gone"' in again.text
+    assert password not in again.text and "one-time-password" not in again.text
+    # Another agent never sees someone else's result.
+    await add_staff(harness, pool, "p-second", "support")
+    async with other_client(harness) as other:
+        await signed_in(other, "p-second")
+        assert (await other.get(posted.headers["location"])).status_code == 410
+    resets = [r for r in await audit_rows(pool) if r["action"] == "password_reset"]
+    assert len(resets) == 1
+    login = await harness.client.post(
+        "/api/v1/auth/login", json={"login": target["national_id"], "password": password}
+    )
+    assert login.status_code == 200, "the password shown is the one in force"
 
 
 # -- the pipeline state ---------------------------------------------------------------------------
@@ -608,7 +641,9 @@ async def test_console_pages_keep_the_strict_csp_and_are_never_cached(
         await harness.client.post(base, data={"csrf_token": csrf, "reason": "ticket"}),
         await harness.client.post(f"{base}/reveal", data={"csrf_token": csrf, "reason": "ticket"}),
         await harness.client.post(
-            f"{base}/password-reset", data={"csrf_token": csrf, "reason": "ticket"}
+            f"{base}/password-reset",
+            data={"csrf_token": csrf, "reason": "ticket"},
+            follow_redirects=True,
         ),
         await harness.client.get("/support/password"),
         await harness.client.post(f"{base}9999", data={"csrf_token": csrf, "reason": "ticket"}),

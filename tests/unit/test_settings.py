@@ -160,6 +160,65 @@ def test_the_redis_memory_ratio_must_be_in_0_1(raw: str) -> None:
         load(env={"EXAMREG_REDIS_MEMORY_LIMIT_RATIO": raw})
 
 
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("EXAMREG_ARGON2_MEMORY_KIB", "8"),
+        ("EXAMREG_LOGIN_MAX_FAILURES", "0"),
+        ("EXAMREG_LOGIN_LOCKOUT_SECONDS", "0"),
+        ("EXAMREG_SESSION_IDLE_SECONDS", "-1800"),
+        ("EXAMREG_SESSION_ABSOLUTE_SECONDS", "-1"),
+        ("EXAMREG_IO_TIMEOUT_SECONDS", "0"),
+        ("EXAMREG_WRITER_LINGER_MS", "-5"),
+        ("EXAMREG_MAX_BODY_BYTES", "10"),
+        ("EXAMREG_LOGIN_QUEUE_LIMIT", "0"),
+        ("EXAMREG_IDEMPOTENCY_TTL_SECONDS", "60"),
+        ("EXAMREG_STREAM_SHARDS", "100000"),
+        ("EXAMREG_HEADER_TIMEOUT_SECONDS", "0"),
+        ("EXAMREG_BODY_TIMEOUT_SECONDS", "-1"),
+        ("EXAMREG_MAX_HEADER_COUNT", "0"),
+        ("EXAMREG_MAX_HEADER_BYTES", "100"),
+    ],
+)
+def test_a_number_out_of_its_range_is_refused_at_start_with_the_range(name: str, raw: str) -> None:
+    with pytest.raises(SettingsError, match=rf"{name}=.*out of range: use \d"):
+        load(env={name: raw})
+
+
+def test_argon2_must_cost_at_least_owasps_weakest_configuration() -> None:
+    with pytest.raises(SettingsError, match=r"EXAMREG_ARGON2_MEMORY_KIB.*7 MiB"):
+        load(env={"EXAMREG_ARGON2_MEMORY_KIB": "8"})
+    with pytest.raises(SettingsError, match=r"EXAMREG_ARGON2_TIME_COST.*OWASP"):
+        load(env={"EXAMREG_ARGON2_MEMORY_KIB": "7168", "EXAMREG_ARGON2_TIME_COST": "2"})
+    assert load(env={"EXAMREG_ARGON2_MEMORY_KIB": "7168", "EXAMREG_ARGON2_TIME_COST": "5"})
+    assert load(env={"EXAMREG_ARGON2_MEMORY_KIB": "47104", "EXAMREG_ARGON2_TIME_COST": "1"})
+
+
+def test_the_defaults_and_the_test_settings_are_in_range() -> None:
+    load(env={})
+    load(env={}, writer_block_ms=100, writer_claim_idle_ms=400, writer_max_deliveries=2)
+
+
+def test_trusted_hosts_are_a_comma_separated_list_of_names_without_ports() -> None:
+    assert load(env={}).trusted_hosts == ("localhost", "127.0.0.1", "::1")
+    raw = " Thi.Example.VN., *.thi.example.vn ,[::1], 10.0.0.7"
+    assert load(env={"EXAMREG_TRUSTED_HOSTS": raw}).trusted_hosts == (
+        "thi.example.vn",
+        "*.thi.example.vn",
+        "::1",
+        "10.0.0.7",
+    )
+    assert load(env={"EXAMREG_TRUSTED_HOSTS": "*"}).trusted_hosts == ("*",)
+
+
+@pytest.mark.parametrize(
+    "raw", ["thi.example.vn:443", "http://thi.example.vn", "thi example", ",", "*.*", "a_b.vn"]
+)
+def test_a_trusted_host_that_is_not_a_host_name_is_refused(raw: str) -> None:
+    with pytest.raises(SettingsError, match=r"EXAMREG_TRUSTED_HOSTS.*without ports"):
+        load(env={"EXAMREG_TRUSTED_HOSTS": raw})
+
+
 def test_a_secret_key_is_kept_or_generated() -> None:
     assert load(env={"EXAMREG_SECRET_KEY": "s3cret"}).secret_key == "s3cret"
     first, second = load(env={}).secret_key, load(env={}).secret_key
