@@ -345,6 +345,7 @@ class Driver:
             "p99_ms": ms(latency, 0.99),
             "p999_ms": ms(latency, 0.999),
             "max_ms": round((latency[-1] if latency else 0) * 1000, 2),
+            "admitted_measured": len(admitted),  # 2xx answers after the warm-up
             "admitted_p99_ms": ms(admitted, 0.99),
             "send_lag_p99_ms": ms(lag, 0.99),
             "dispatch_late": len(dispatch_lag),

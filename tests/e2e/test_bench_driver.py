@@ -73,6 +73,7 @@ def test_open_loop_sends_every_request_at_its_rate_and_measures_from_the_intende
     assert result["scheduled"] == 600
     assert result["ok"] == result["answered"] == 600
     assert result["measured"] == 450  # the first 0.5 s are warm-up
+    assert result["admitted_measured"] == 450  # every measured answer was a 2xx
     assert result["achieved_rate"] == pytest.approx(300, rel=0.02)
     assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
     assert result["schedule_seconds"] == pytest.approx(2.0, abs=0.1)
