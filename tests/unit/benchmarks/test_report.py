@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from benchmarks import ratios, report
+
+DATA = Path(__file__).resolve().parent / "data"
 
 
 def test_a_run_that_stopped_in_setup_still_renders_every_ratio_as_not_measured() -> None:
@@ -28,3 +33,19 @@ def test_measured_ratios_are_shown_with_their_values_and_a_zero_is_not_missing()
     assert "| `lost` | 0 |" in text
     assert "| `season_seconds` | 600.5 |" in text
     assert "| `duplicated` | null (not measured) |" in text
+
+
+def test_a_real_quick_run_renders_every_section_side_by_side() -> None:
+    # results.json of a BENCH_QUICK=1 run on the shared 2-core machine (noisy figures).
+    results = json.loads((DATA / "results-quick.json").read_text())
+    assert list(results["ratios"]) == list(ratios.KEYS)
+    text = report.render(results)
+    for heading in ("## Ratios", "## Accept, side by side", "## Spike, side by side"):
+        assert heading in text
+    assert "| | examreg | naive (INSERT per request) | hello-world |" in text
+    for key, value in results["ratios"].items():
+        assert f"| `{key}` | {value:,} |" in text
+    knee = results["accept"]["examreg"]["max_rate"]
+    assert f"| open-loop knee (p99 < 100 ms, no refusal) | {knee:,}/s |" in text
+    assert "CPU µs/request at the knee: writer" in text
+    assert "GET /api/v1/me p99, during the login storm" in text
