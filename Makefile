@@ -32,6 +32,7 @@ format: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
 
-# Not part of `make test`: ~30 minutes on 2 cores; results in $(BENCH_OUT) (default bench/).
+# Not part of `make test`: ~35 minutes on 2 cores (BENCH_QUICK=1: under 5); results in
+# $(BENCH_OUT) (default bench/).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

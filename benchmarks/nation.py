@@ -196,6 +196,16 @@ def write_driver_data(
             )
 
 
+def write_wrk_data(
+    path: Path, rows: Sequence[Candidate], nonce: str, forms: dict[str, str], limit: int
+) -> None:
+    """`<token>TAB<form>` lines for loadtest/accept.lua (wrk loads them all: `limit` rows)."""
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows[:limit]:
+            body = json.dumps(body_of(forms[row[5]], row), ensure_ascii=False)
+            handle.write(f"{token_of(nonce, row[0])}\t{body}\n")
+
+
 async def prefill(
     redis_url: str,
     rows: Sequence[Candidate],

@@ -1,63 +1,82 @@
 """`make bench`: examreg against its peers on this machine, every figure side by side in one run.
 
     make bench                  # BENCH_OUT=bench BENCH_SCALE=1: 1.2 M candidates, 5 M versions
-    BENCH_SCALE=0.1 make bench  # a tenth of every volume (a quick rehearsal)
+    BENCH_SCALE=0.1 make bench  # a tenth of every volume (a rehearsal)
+    BENCH_QUICK=1 make bench    # every phase scaled down, under 5 minutes (development)
 
 Starts its own embedded PostgreSQL + Valkey in a temporary directory, seeds the synthetic nation,
 runs the phases below against loopback only, stops everything it started and removes the
-directory, and writes `results.json` and `results.md` to BENCH_OUT. Every loop is bounded in count
-and in time. The phases (figure numbers as in issue 6):
+directory, and writes `results.json` (with its `ratios` object, `benchmarks/ratios.py`) and
+`results.md` to BENCH_OUT. Every loop is bounded in count and in time. The phases:
 
-1. accept: max sustained PUT /api/v1/me/registration rate with p99 < 100 ms, by stepping the
-   open-loop driver (`loadtest/driver.py`) ×1.5 until a step fails, then bisecting; for examreg
-   (`examreg serve` + one writer draining), the naive baseline (`benchmarks/naive_app.py`) and
-   hello-world (`loadtest/hello_app.py`), each with BENCH_WORKERS server processes.
+1. accept: the open-loop knee (`benchmarks/knee.py`: the highest PUT /api/v1/me/registration
+   rate with p99 < 100 ms and no refusal) of examreg (`examreg serve` + one writer draining), the
+   naive peer (`benchmarks/naive_app.py`) and hello-world (`loadtest/hello_app.py`), each with
+   BENCH_WORKERS server processes; CPU µs per request of each process kind at the knee
+   (`benchmarks/cpu.py`); then wrk's closed-loop 2xx/s of each (64 connections, same bytes).
 2. drain: writer rows/s from pre-filled streams into PostgreSQL, next to COPY of the same rows.
-3. season: the whole roster's registrations, open loop at examreg's max rate, from an empty queue
-   to all persisted; the driver's ledger of acknowledged receipts is checked against the history.
+3. season: the whole roster's registrations, closed loop, from an empty queue to all persisted;
+   the driver's ledger of acknowledged receipts is checked against the history.
 4. growth: the drain again with 5 M versions in the history; accept p99 at 50% and 90% of max.
-5. spike: twice the max rate for 60 s; shed share, p99 of admitted requests, time to drain.
+5. spike: twice examreg's knee for 60 s, against examreg and then the naive peer: shed share, p99
+   of admitted requests, time to drain.
+6. logins: GET /api/v1/me p99 for logged-in users alone, then during a login storm.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
+import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from benchmarks import naive_app, nation, report
-from engine.adapters import streams
+from benchmarks import cpu, knee, naive_app, nation, ratios, report, wrk
+from benchmarks.procs import (
+    ROOT,
+    Processes,
+    Sampler,
+    log,
+    machine_state,
+    pid_file,
+    stream_backlog,
+    wait_http,
+)
 from engine.adapters.embedded import EmbeddedServices
 
-ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PASSWORD = "Load-test-2026"  # noqa: S105 - LOAD TESTS ONLY: one shared hash for the whole synthetic roster
+PEERS = {  # name → (port, path of the accept figure, process name)
+    "examreg": (18500, "/api/v1/me/registration", "examreg-api"),
+    "naive": (18501, "/api/v1/me/registration", "naive"),
+    "hello": (18502, "/hello", "hello"),
+}
+FIRST_RATE = {"examreg": 600.0, "naive": 450.0, "hello": 4000.0}
+WRK_CANDIDATES = 20_000  # wrk holds its request file in memory
 
 
 @dataclass(frozen=True)
 class Config:
-    """Sizes and durations; BENCH_SCALE multiplies the volumes, not the durations.
+    """Sizes and durations. BENCH_SCALE multiplies the volumes, not the durations; BENCH_QUICK=1
+    scales both down for development (a small nation and history, short steps).
 
-    BENCH_STEP_SECONDS (7) and BENCH_SPIKE_SECONDS (60) shorten rehearsals; BENCH_WORKERS (2) and
-    BENCH_WRITERS (1) set the process counts.
+    BENCH_STEP_SECONDS and BENCH_SPIKE_SECONDS override the step and spike durations;
+    BENCH_WORKERS (2) and BENCH_WRITERS (1) set the process counts.
     """
 
     out: Path
+    quick: bool
     scale: float
     candidates: int
     drain_entries: int
@@ -66,124 +85,63 @@ class Config:
     writers: int
     shards: int
     step_seconds: float
+    step_warmup: float
+    bisections: int
     growth_seconds: float
     spike_seconds: float
-    bisections: int
+    wrk_seconds: float
+    wrk_connections: int
+    storm_seconds: float
+    storm_rate: float
+    storm_connections: int
+    me_rate: float
 
     @classmethod
     def from_env(cls) -> Config:
+        quick = os.environ.get("BENCH_QUICK", "0") not in ("", "0")
         scale = float(os.environ.get("BENCH_SCALE", "1"))
         if not 0 < scale <= 1:
             raise SystemExit("BENCH_SCALE must be in (0, 1]")
+        if quick and scale != 1:
+            raise SystemExit("BENCH_QUICK sets its own volumes: unset BENCH_SCALE")
+        sized = {
+            "candidates": 10_000 if quick else max(2000, int(1_200_000 * scale)),
+            "drain_entries": 5000 if quick else max(5000, int(100_000 * scale)),
+            "history_target": 50_000 if quick else max(10_000, int(5_000_000 * scale)),
+        }
+        timed = {
+            "step_seconds": 3.0 if quick else 7.0,
+            "step_warmup": 1.0 if quick else 2.0,
+            "bisections": 1 if quick else 2,
+            "growth_seconds": 4.0 if quick else 15.0,
+            "spike_seconds": 10.0 if quick else 60.0,
+            "wrk_seconds": 4.0 if quick else 15.0,
+            "storm_seconds": 5.0 if quick else 20.0,
+        }
         return cls(
             out=Path(os.environ.get("BENCH_OUT", "bench")).resolve(),
+            quick=quick,
             scale=scale,
-            candidates=max(2000, int(1_200_000 * scale)),
-            drain_entries=max(5000, int(100_000 * scale)),
-            history_target=max(10_000, int(5_000_000 * scale)),
             workers=int(os.environ.get("BENCH_WORKERS", "2")),
             writers=int(os.environ.get("BENCH_WRITERS", "1")),
             shards=8,
-            step_seconds=float(os.environ.get("BENCH_STEP_SECONDS", "7")),
-            growth_seconds=15.0,
-            spike_seconds=float(os.environ.get("BENCH_SPIKE_SECONDS", "60")),
-            bisections=2,
+            wrk_connections=64,
+            storm_rate=400.0,  # login attempts/s offered: several times what argon2id allows here
+            storm_connections=128,
+            me_rate=600.0,  # ≈ loadtest/login_storm.sh's 64 users; at most half the accept knee
+            **sized,
+            **{
+                **timed,
+                "step_seconds": float(os.environ.get("BENCH_STEP_SECONDS", timed["step_seconds"])),
+                "spike_seconds": float(
+                    os.environ.get("BENCH_SPIKE_SECONDS", timed["spike_seconds"])
+                ),
+            },
         )
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-class Processes:
-    """What the benchmark started, each in its own process group, stopped by its own id."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        with (self.logs / f"{name}.log").open("ab") as out:
-            self.running[name] = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def stop(self, name: str, timeout: float = 30) -> None:
-        proc = self.running.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-    def stop_all(self) -> None:
-        for name in list(self.running):
-            self.stop(name)
-
-
-def wait_http(url: str, method: str = "GET", timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            request = urllib.request.Request(url, method=method)  # noqa: S310 - loopback
-            with urllib.request.urlopen(request, timeout=2):  # noqa: S310 - loopback
-                return
-        except urllib.error.HTTPError:
-            return  # it answered
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
-
-
-def stream_backlog(client: redis.Redis, shards: int) -> int:
-    """Entries in every shard's stream (not yet trimmed after COMMIT): one round trip."""
-    pipe = client.pipeline(transaction=False)
-    for shard in range(shards):
-        pipe.xlen(streams.stream_key(shard))
-    return sum(pipe.execute())
-
-
-class Sampler(threading.Thread):
-    """Stream backlog (entries not yet trimmed) and Redis memory every 0.5 s, with their peaks."""
-
-    def __init__(self, redis_url: str, shards: int) -> None:
-        super().__init__(daemon=True)
-        self.client = redis.Redis.from_url(redis_url)
-        self.shards = shards
-        self.stop_event = threading.Event()
-        self.peak_backlog = 0
-        self.peak_memory = 0
-        self.series: list[tuple[float, int, int]] = []
-
-    def sample(self) -> tuple[int, int]:
-        backlog = stream_backlog(self.client, self.shards)
-        memory = int(self.client.info("memory")["used_memory"])
-        return backlog, memory
-
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            backlog, memory = self.sample()
-            self.peak_backlog = max(self.peak_backlog, backlog)
-            self.peak_memory = max(self.peak_memory, memory)
-            self.series.append((time.time(), backlog, memory))
-            self.stop_event.wait(0.5)
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.join(5)
-        self.client.close()
-
-
 class Bench:
-    """One run: setup, the five figures, teardown; `results` becomes results.json."""
+    """One run: setup, the phases, teardown; `results` becomes results.json."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -194,8 +152,9 @@ class Bench:
         self.results: dict[str, Any] = {"config": {**asdict(config), "out": str(config.out)}}
         self.started = time.monotonic()
         self.env: dict[str, str] = {}
-        self.max_rate = 0.0
+        self.max_rate: float | None = None
         self.step_count = 0
+        self.wrk = wrk.Wrk(None, "not looked up")
         self._redis: redis.Redis | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -213,7 +172,7 @@ class Bench:
     def backlog(self) -> int:
         """Polled every 20-100 ms while waiting: one connection for the run, not one per poll."""
         if self._redis is None:
-            self._redis = redis.Redis.from_url(self.env["EXAMREG_REDIS_URL"])
+            self._redis = redis.Redis.from_url(self.env["EXAMREG_REDIS_URL"], socket_timeout=10)
         return stream_backlog(self._redis, self.config.shards)
 
     def wait_drained(self, timeout: float) -> float:
@@ -225,9 +184,10 @@ class Bench:
             time.sleep(0.1)
         return time.monotonic() - started
 
-    def drive(
+    def driver(
         self, port: int, path: str, rate: float, duration: float, **extra: Any
-    ) -> dict[str, Any]:
+    ) -> tuple[list[str], Path, float]:
+        """The driver's command line, its output file and a bound on its run time."""
         self.step_count += 1
         out = self.work / f"step-{self.step_count}.json"
         argv = [
@@ -240,25 +200,25 @@ class Bench:
         for name, value in extra.items():
             flag = f"--{name.replace('_', '-')}"
             argv += [flag] if value is True else [flag, str(value)]
+        return argv, out, limit
+
+    def drive(
+        self, port: int, path: str, rate: float, duration: float, **extra: Any
+    ) -> dict[str, Any]:
+        argv, out, limit = self.driver(port, path, rate, duration, **extra)
         subprocess.run(argv, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, timeout=limit)
         result: dict[str, Any] = json.loads(out.read_text())
         return result
 
     def start_examreg(self) -> None:
+        port = str(PEERS["examreg"][0])
         self.procs.start(
             "examreg-api",
-            [
-                str(BIN / "examreg"),
-                "serve",
-                "--workers",
-                str(self.config.workers),
-                "--port",
-                "18500",
-            ],
+            [str(BIN / "examreg"), "serve", "--workers", str(self.config.workers), "--port", port],
             self.env,
         )
         self.start_writer()
-        wait_http("http://127.0.0.1:18500/readyz")
+        wait_http(f"http://127.0.0.1:{port}/readyz")
 
     def start_writer(self) -> None:
         self.procs.start(
@@ -270,6 +230,45 @@ class Bench:
     def stop_examreg(self) -> None:
         self.procs.stop("examreg-api")
         self.procs.stop("writer")
+
+    def start_peer(self, peer: str) -> None:
+        """examreg, or one of its peers on uvicorn with the same worker count."""
+        if peer == "examreg":
+            self.start_examreg()
+            return
+        port, _, name = PEERS[peer]
+        app = {"naive": "benchmarks.naive_app:app", "hello": "loadtest.hello_app:app"}[peer]
+        uvicorn = [
+            str(BIN / "uvicorn"), "--loop", "uvloop", "--http", "httptools",
+            "--workers", str(self.config.workers), "--no-access-log", "--log-level", "warning",
+            "--host", "127.0.0.1", "--port", str(port), app,
+        ]  # fmt: skip
+        self.procs.start(name, uvicorn, self.env)
+        wait_http(f"http://127.0.0.1:{port}{'/hello' if peer == 'hello' else '/'}")
+
+    def stop_peer(self, peer: str) -> None:
+        if peer == "examreg":
+            self.stop_examreg()
+        else:
+            self.procs.stop(PEERS[peer][2])
+
+    def cpu_roots(self, peer: str) -> dict[str, int]:
+        """The process trees whose CPU a peer's requests cost (hello-world uses no database)."""
+        roots = {"api": self.procs.pid(PEERS[peer][2])}
+        if peer != "hello":
+            roots["valkey"] = pid_file(self.services.redis_dir / "valkey.pid")
+            roots["postgres"] = pid_file(self.services.pg_dir / "postmaster.pid")
+        if peer == "examreg":
+            roots["writer"] = self.procs.pid("writer")
+        return roots
+
+    @staticmethod
+    def cpu_figure(seconds: dict[str, float], requests: int) -> dict[str, Any]:
+        return {
+            "requests": requests,
+            "cpu_seconds": seconds,
+            "us_per_request": cpu.per_request_us(seconds, requests),
+        }
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -309,8 +308,13 @@ class Bench:
         started = time.monotonic()
         asyncio.run(prepare())
         nation.write_driver_data(self.work / "driver.tsv", self.rows, nonce, self.forms)
+        nation.write_wrk_data(self.work / "wrk.tsv", self.rows, nonce, self.forms, WRK_CANDIDATES)
         self.results["sessions_seconds"] = round(time.monotonic() - started, 1)
         log(f"minted {len(self.rows):,} sessions in Redis in {self.results['sessions_seconds']}s")
+        self.wrk = wrk.find_or_install()
+        self.results["wrk"] = {"path": self.wrk.path, "note": self.wrk.note}
+        if self.wrk.note:
+            log(f"the wrk figures are skipped: {self.wrk.note}")
         self.settle()
 
     def settle(self) -> None:
@@ -363,126 +367,72 @@ class Bench:
 
     # -- 1: accept -----------------------------------------------------------------------------
 
-    def passes(self, step: dict[str, Any]) -> bool:
-        answered = step["answered"]
-        return bool(
-            step["p99_ms"] < 100
-            and step["unfinished"] == 0
-            and step["errors"] == 0
-            and answered == step["scheduled"]
-            and step["ok"] >= 0.999 * answered
-            and step["achieved_rate"] >= 0.97 * step["target_rate"]
-        )
-
-    def step(self, port: int, path: str, rate: float) -> dict[str, Any]:
-        if port == 18500:
+    def step(self, peer: str, rate: float) -> dict[str, Any]:
+        """One constant-rate step, with the CPU each process kind spent on it."""
+        port, path, _ = PEERS[peer]
+        if peer == "examreg":
             self.wait_drained(120)  # each step starts from an empty queue
-        result = self.drive(port, path, rate, self.config.step_seconds, warmup=2, grace=10)
-        result["pass"] = self.passes(result)
+        probe = cpu.Probe(self.cpu_roots(peer))
+        probe.start()
+        result = self.drive(
+            port, path, rate, self.config.step_seconds, warmup=self.config.step_warmup, grace=10
+        )
+        if peer == "examreg":
+            self.wait_drained(120)  # the writer's (and PostgreSQL's) share of these requests
+        result["cpu"] = self.cpu_figure(probe.stop(), result["answered"])
         log(
             f"  {rate:8.0f}/s  p99 {result['p99_ms']:8.1f} ms"
             f"  ok {result['ok']}/{result['scheduled']}"
-            f"  send lag p99 {result['send_lag_p99_ms']} ms  {'pass' if result['pass'] else 'FAIL'}"
+            f"  send lag p99 {result['send_lag_p99_ms']} ms"
+            f"  {result['cpu']['us_per_request']['total']} µs CPU/request"
+            f"  {'pass' if knee.passes({**result, 'target_rate': rate}) else 'FAIL'}"
         )
         return result
 
-    def search(self, port: int, path: str, start: float) -> dict[str, Any]:
-        """Max rate whose step passes: ×1.5 until a step fails twice, then bisect."""
-        steps: list[dict[str, Any]] = []
-        good: dict[str, Any] | None = None
-        bad_rate = 0.0
-        rate = start
-        for _ in range(14):
-            result = self.step(port, path, rate)
-            steps.append(result)
-            if not result["pass"]:  # one retry: a neighbour's test run may have stolen the step
-                result = self.step(port, path, rate)
-                steps.append(result)
-            if not result["pass"]:
-                bad_rate = rate
-                break
-            good = result
-            rate *= 1.5
-        low = good["target_rate"] if good else 0.0
-        high = bad_rate or rate
-        for _ in range(self.config.bisections if bad_rate else 0):
-            middle = (low + high) / 2
-            result = self.step(port, path, middle)
-            steps.append(result)
-            if result["pass"]:
-                low, good = middle, result
-            else:
-                high = middle
-        failing = [s for s in steps if not s["pass"]]
-        return {
-            "first_failure": _why(failing[0]) if failing else None,
-            "max_rate": round(low),
-            "at_max": good,
-            "first_failing_rate": round(high),
-            "steps": [
-                {
-                    k: s[k]
-                    for k in (
-                        "target_rate",
-                        "p99_ms",
-                        "ok",
-                        "scheduled",
-                        "statuses",
-                        "errors",
-                        "unfinished",
-                        "send_lag_p99_ms",
-                        "dispatch_lag_max_ms",
-                        "pass",
-                    )
-                }
-                for s in steps
-            ],
-        }
-
     def accept(self) -> None:
-        workers = str(self.config.workers)
-        uvicorn = [
-            str(BIN / "uvicorn"), "--loop", "uvloop", "--http", "httptools", "--workers", workers,
-            "--no-access-log", "--log-level", "warning", "--host", "127.0.0.1",
-        ]  # fmt: skip
         accept: dict[str, Any] = {}
-        log("accept: examreg (serve + writer draining)")
-        self.settle()
-        self.start_examreg()
-        self.drive(18500, "/api/v1/me/registration", 200, 3, warmup=1)  # warm-up, not reported
-        accept["examreg"] = self.search(18500, "/api/v1/me/registration", 600)
-        self.stop_examreg()
-        self.wait_drained_with_writer()
-        self.settle()
-        log("accept: naive baseline (INSERT … ON CONFLICT per request)")
-        self.procs.start(
-            "naive", [*uvicorn, "--port", "18501", "benchmarks.naive_app:app"], self.env
-        )
-        wait_http("http://127.0.0.1:18501/")
-        self.drive(18501, "/api/v1/me/registration", 200, 3, warmup=1)
-        accept["naive"] = self.search(18501, "/api/v1/me/registration", 450)
-        self.procs.stop("naive")
-        self.settle()
-        log("accept: hello-world")
-        self.procs.start("hello", [*uvicorn, "--port", "18502", "loadtest.hello_app:app"], self.env)
-        wait_http("http://127.0.0.1:18502/hello")
-        self.drive(18502, "/hello", 500, 3, warmup=1)
-        accept["hello"] = self.search(18502, "/hello", 4000)
-        accept["hello_wrk_closed_loop"] = self.wrk_hello()
-        self.procs.stop("hello")
-        self.max_rate = float(accept["examreg"]["max_rate"])
         self.results["accept"] = accept
+        for peer in PEERS:
+            log(f"accept: {peer}")
+            self.settle()
+            self.start_peer(peer)
+            port, path, _ = PEERS[peer]
+            warm = 2 if self.config.quick else 3
+            self.drive(port, path, 200, warm, warmup=1)  # warm-up, not reported
+            found = knee.search(
+                functools.partial(self.step, peer), FIRST_RATE[peer],
+                bisections=self.config.bisections,
+            )  # fmt: skip
+            found["cpu_at_max"] = (found["at_max"] or {}).get("cpu")
+            found["wrk"] = self.wrk_figure(peer)
+            accept[peer] = found
+            log(f"accept: {peer} knee {found['max_rate']}/s; wrk {found['wrk']}")
+            self.stop_peer(peer)
+            if peer == "examreg":
+                self.wait_drained_with_writer()
+        self.max_rate = accept["examreg"]["max_rate"]
 
-    def wrk_hello(self) -> dict[str, Any] | None:
-        """For reference only: wrk (C, closed loop, 64 connections) on the same hello-world."""
-        if shutil.which("wrk") is None:
-            return None
-        out = subprocess.run(
-            ["wrk", "-t2", "-c64", "-d6s", "--latency", "http://127.0.0.1:18502/hello"],
-            capture_output=True, text=True, timeout=60, check=False,
-        ).stdout  # fmt: skip
-        rate = next((line.split()[1] for line in out.splitlines() if "Requests/sec" in line), "0")
-        return {"requests_per_s": round(float(rate))}
+    def wrk_figure(self, peer: str) -> dict[str, Any]:
+        """wrk's closed loop (64 connections, fixed duration): the same PUT bytes to every peer."""
+        if self.wrk.path is None:
+            return {"skipped": self.wrk.note}
+        port, path, _ = PEERS[peer]
+        if peer == "examreg":
+            self.wait_drained(120)
+        probe = cpu.Probe(self.cpu_roots(peer))
+        probe.start()
+        try:
+            result = wrk.run(
+                self.wrk.path, f"http://127.0.0.1:{port}", seconds=self.config.wrk_seconds,
+                connections=self.config.wrk_connections, script=str(ROOT / "loadtest/accept.lua"),
+                script_args=(str(self.work / "wrk.tsv"), path),
+            )  # fmt: skip
+        except (ValueError, subprocess.TimeoutExpired) as exc:
+            return {"skipped": f"wrk gave no report: {exc}"}
+        if peer == "examreg":
+            self.wait_drained(300)
+        result["cpu"] = self.cpu_figure(probe.stop(), result["requests"])
+        return result
 
     def wait_drained_with_writer(self) -> None:
         if self.backlog():
@@ -504,6 +454,8 @@ class Bench:
         baseline_memory = sampler.sample()[1]
         sampler.start()
         ledger = self.work / "season-ledger.tsv"
+        probe = cpu.Probe(self.cpu_roots("examreg"))
+        probe.start()
         try:
             step = self.drive(
                 # Closed loop: everything is scheduled at once, so the grace is the whole run.
@@ -515,6 +467,7 @@ class Bench:
             persisted_at = time.time()
         finally:
             sampler.stop()
+        spent = self.cpu_figure(probe.stop(), step["answered"])
         check = asyncio.run(
             nation.check_ledger(self.env["EXAMREG_DATABASE_URL"], ledger, "season-")
         )
@@ -532,6 +485,7 @@ class Bench:
                 k: step[k]
                 for k in ("service_p50_ms", "service_p99_ms", "statuses", "retried", "errors")
             },
+            "cpu": spent,
             **check,
         }
         log(f"season: {self.results['season']}")
@@ -544,40 +498,59 @@ class Bench:
         log(f"growth: filling the history to {target:,} versions")
         added, seconds = asyncio.run(nation.fill_history(self.env["EXAMREG_DATABASE_URL"], target))
         growth: dict[str, Any] = {"filler_rows": added, "filler_seconds": round(seconds, 1)}
+        self.results["growth"] = growth
         growth["drain_at_target"] = self.drain("grown")
+        if not self.max_rate:
+            growth["accept"] = "skipped: examreg held no rate in the accept phase"
+            return
         self.settle()
         self.start_examreg()
         for share in (0.5, 0.9):
             result = self.drive(
-                18500, "/api/v1/me/registration", self.max_rate * share, self.config.growth_seconds,
-                warmup=3, grace=15,
+                18500, "/api/v1/me/registration", self.max_rate * share,
+                self.config.growth_seconds, warmup=min(3, self.config.growth_seconds / 2),
+                grace=15,
             )  # fmt: skip
             growth[f"accept_at_{int(share * 100)}pct"] = {
                 k: result[k]
                 for k in ("target_rate", "achieved_rate", "p50_ms", "p99_ms", "ok", "scheduled")
             }
             log(f"growth: accept at {share:.0%}: p99 {result['p99_ms']} ms")
-        self.results["growth"] = growth
+        self.stop_examreg()
 
     # -- 5: spike ------------------------------------------------------------------------------
 
     def spike(self) -> None:
+        """Twice examreg's knee, against examreg and then against the naive peer."""
+        if not self.max_rate:
+            self.results["spike"] = {"skipped": "examreg held no rate in the accept phase"}
+            return
         rate = 2 * self.max_rate
         seconds = self.config.spike_seconds
-        log(f"spike: {rate:.0f}/s (2× max) for {seconds:.0f}s")
-        self.wait_drained(300)
-        self.settle()
+        spike: dict[str, Any] = {"rate": round(rate), "seconds": seconds}
+        self.results["spike"] = spike
+        for peer in ("examreg", "naive"):
+            log(f"spike: {peer}, {rate:.0f}/s (2× examreg's knee) for {seconds:.0f}s")
+            if peer == "examreg":
+                self.wait_drained_with_writer()
+            self.settle()
+            self.start_peer(peer)
+            spike[peer] = self.spike_run(peer, rate, seconds)
+            log(f"spike: {peer}: {spike[peer]}")
+            self.stop_peer(peer)
+
+    def spike_run(self, peer: str, rate: float, seconds: float) -> dict[str, Any]:
+        port, path, _ = PEERS[peer]
         result = self.drive(
-            18500, "/api/v1/me/registration", rate, seconds, warmup=0, grace=180, give_up=10,
-            connections=1024,
+            port, path, rate, seconds, warmup=0, grace=180, give_up=10, connections=1024,
         )  # fmt: skip
         end = result["t0_epoch"] + seconds
-        self.wait_drained(600)
-        drained = time.time()
+        drained: float | None = None
+        if peer == "examreg":  # the naive peer has no queue: a 202 is already committed
+            self.wait_drained(600)
+            drained = round(max(0.0, time.time() - end), 1)
         scheduled = result["scheduled"]
-        self.results["spike"] = {
-            "rate": round(rate),
-            "seconds": seconds,
+        return {
             "offered": scheduled,
             "admitted": result["ok"],
             "shed": result["shed"],
@@ -587,14 +560,69 @@ class Bench:
             "errors": result["errors"],
             "statuses": result["statuses"],
             "codes": result.get("codes", {}),
-            "admitted_p99_ms": result["admitted_p99_ms"],
+            "admitted_p99_ms": _admitted_p99(result),
             "service_p99_ms": result["service_p99_ms"],
             "send_lag_p99_ms": result["send_lag_p99_ms"],
             "driver_cpu_seconds": result["driver_cpu_seconds"],
             "answers_done_after_s": result["last_answer_after_schedule_s"],
-            "queue_drained_after_s": round(max(0.0, drained - end), 1),
+            "queue_drained_after_s": drained,
         }
-        log(f"spike: {self.results['spike']}")
+
+    # -- 6: logins -----------------------------------------------------------------------------
+
+    def logins(self) -> None:
+        """loadtest/login_storm.sh as a phase, open loop: /me p99 alone, then during a storm."""
+        config = self.config
+        seconds, port = config.storm_seconds, PEERS["examreg"][0]
+        # A baseline that is itself past capacity would measure nothing: on a loaded machine the
+        # users click at half examreg's accept knee (a GET costs less than a PUT) when lower.
+        me_rate = min(config.me_rate, self.max_rate / 2) if self.max_rate else config.me_rate
+        log(
+            f"logins: GET /api/v1/me at {me_rate:.0f}/s, alone and during a login storm"
+            f" of {config.storm_rate:.0f}/s offered"
+        )
+        self.settle()
+        self.start_examreg()
+        me = {"request": "me", "warmup": 1, "grace": 15}  # the first second is not measured
+        alone = self.drive(port, "/api/v1/me", me_rate, seconds, **me)
+        # The storm starts a second before the measured users and ends a second after them; the
+        # logins still queued then are left unanswered (counted), not waited for.
+        argv, out, limit = self.driver(
+            port, "/api/v1/auth/login", config.storm_rate, seconds + 2, request="login",
+            password=PASSWORD, warmup=1, grace=3, give_up=10,
+            connections=config.storm_connections,
+        )  # fmt: skip
+        storm_proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL)
+        try:
+            time.sleep(1.0)
+            during = self.drive(port, "/api/v1/me", me_rate, seconds, **me)
+            storm_proc.wait(limit)
+        finally:
+            if storm_proc.poll() is None:
+                storm_proc.kill()
+                storm_proc.wait(10)
+        storm = json.loads(out.read_text())
+        self.results["logins"] = {
+            "me_rate": me_rate,
+            "storm_rate": config.storm_rate,
+            "storm_connections": config.storm_connections,
+            "seconds": seconds,
+            "me_alone": _latency(alone),
+            "me_during": _latency(during),
+            "storm": {
+                "offered": storm["scheduled"],
+                "logged_in": storm["ok"],
+                "logged_in_per_s": round(storm["ok"] / (seconds + 2), 1),
+                "shed": storm["shed"],
+                "abandoned": storm["abandoned"],
+                "unanswered_at_the_end": storm["unfinished"],
+                "statuses": storm["statuses"],
+                "codes": storm.get("codes", {}),
+                "admitted_p99_ms": _admitted_p99(storm),
+            },
+        }
+        self.stop_examreg()
+        log(f"logins: {self.results['logins']}")
 
     # -- run -----------------------------------------------------------------------------------
 
@@ -607,12 +635,20 @@ class Bench:
             ("season", self.season),
             ("growth", self.growth),
             ("spike", self.spike),
+            ("logins", self.logins),
         )
         timings: dict[str, float] = {}
         try:
             for name, phase in phases:
                 started = time.monotonic()
-                phase()
+                try:
+                    phase()
+                except BaseException as exc:
+                    self.results["failed"] = {
+                        "phase": name,
+                        "error": "".join(traceback.format_exception_only(exc)).strip(),
+                    }
+                    raise
                 timings[name] = round(time.monotonic() - started, 1)
                 log(f"phase {name} took {timings[name]}s")
         finally:
@@ -623,6 +659,7 @@ class Bench:
             self.results["phase_seconds"] = timings
             self.results["total_seconds"] = round(time.monotonic() - self.started, 1)
             self.results["machine_after"] = machine_state("after")
+            self.results["ratios"] = ratios.compute(self.results)
             self.config.out.mkdir(parents=True, exist_ok=True)
             (self.config.out / "results.json").write_text(json.dumps(self.results, indent=1))
             (self.config.out / "results.md").write_text(report.render(self.results))
@@ -631,32 +668,26 @@ class Bench:
         return 0
 
 
-def machine_state(when: str) -> dict[str, Any]:
-    load = os.getloadavg()
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")), platform.processor(),
-    )  # fmt: skip
+def _admitted_p99(result: dict[str, Any]) -> float | None:
+    """The driver's p99 of 2xx answers, or None when no 2xx answer was measured (its 0.0)."""
+    return result["admitted_p99_ms"] if result.get("admitted_measured") else None
+
+
+def _latency(result: dict[str, Any]) -> dict[str, Any]:
+    """The open-loop figures of a /me run; percentiles null when nothing was measured."""
+    measured = result["measured"] > 0
     return {
-        "when": when,
-        "at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "cores": os.cpu_count(),
-        "cpu": cpu,
-        "load_average": [round(x, 2) for x in load],
-        "python": platform.python_version(),
+        "target_rate": result["target_rate"],
+        "achieved_rate": result["achieved_rate"],
+        "p50_ms": result["p50_ms"] if measured else None,
+        "p99_ms": result["p99_ms"] if measured else None,
+        "admitted_p99_ms": _admitted_p99(result),
+        "ok": result["ok"],
+        "scheduled": result["scheduled"],
+        "statuses": result["statuses"],
+        "unfinished": result["unfinished"],
+        "errors": result["errors"],
     }
-
-
-def _why(step: dict[str, Any]) -> str:
-    """Why a step failed, in a few words for the table."""
-    reasons = [f"p99 {step['p99_ms']:,.0f} ms"] if step["p99_ms"] >= 100 else []
-    refused = {s: n for s, n in step["statuses"].items() if not s.startswith("2")}
-    reasons += [f"{n:,}× HTTP {s}" for s, n in refused.items()]
-    if step["unfinished"] or step["errors"]:
-        reasons.append(f"{step['unfinished'] + step['errors']:,} unanswered")
-    if step["achieved_rate"] < 0.97 * step["target_rate"]:
-        reasons.append(f"achieved {step['achieved_rate']:,.0f}/s")
-    return f"at {step['target_rate']:,.0f}/s: " + ", ".join(reasons or ["?"])
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -666,7 +697,8 @@ def _terminate(signum: int, frame: object) -> None:
 def main() -> int:
     signal.signal(signal.SIGTERM, _terminate)
     config = Config.from_env()
-    log(f"examreg bench: scale {config.scale}, results in {config.out}")
+    mode = "quick" if config.quick else f"scale {config.scale}"
+    log(f"examreg bench: {mode}, results in {config.out}")
     return Bench(config).run()
 
 

@@ -1,7 +1,9 @@
 -- wrk script: PUT /api/v1/me/registration for many logged-in candidates, each request with a
 -- fresh Idempotency-Key. Reads loadtest data prepared by loadtest/prepare_accept.py:
--- one line per candidate: "<token>\t<json form>".
+-- one line per candidate: "<token>\t<json form>". An optional second argument after `--` is the
+-- path (default /api/v1/me/registration): `make bench` sends the same bytes to its peers.
 local requests = {}
+local path = "/api/v1/me/registration"
 local counter = 0
 local thread_id = 0
 -- A per-run nonce: keys of an earlier run must not collide (same key + other body = 422).
@@ -14,8 +16,8 @@ function setup(thread)
 end
 
 function init(args)
-  local path = args[1] or "accept-data.tsv"
-  for line in io.lines(path) do
+  path = args[2] or path
+  for line in io.lines(args[1] or "accept-data.tsv") do
     local token, body = line:match("^([^\t]+)\t(.+)$")
     requests[#requests + 1] = {token = token, body = body}
   end
@@ -29,7 +31,7 @@ function request()
     ["Authorization"] = "Bearer " .. r.token,
     ["Idempotency-Key"] = "wrk-" .. run .. "-" .. id .. "-" .. counter,
   }
-  return wrk.format("PUT", "/api/v1/me/registration", headers, r.body)
+  return wrk.format("PUT", path, headers, r.body)
 end
 
 local statuses = {}

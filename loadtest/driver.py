@@ -7,6 +7,10 @@ busy, as soon as one frees. Latency is measured from the intended time, so a sta
 cannot hide behind slower senders (coordinated omission). `dispatch_lag` says how late the driver
 itself was (its own bottleneck), `send_lag` adds the wait for a free connection.
 
+`--request me` sends `GET --path` with each candidate's bearer token instead (no body), and
+`--request login` a `POST --path` of `{"login": <national_id>, "password": --password}` (a roster
+seeded with one shared load-test password), for the login-storm phase of `make bench`.
+
 `--closed-loop --count N` instead keeps `--connections` requests in flight until N are answered
 (full throughput, like wrk); its latencies are then `service_*` (answer − actual send).
 `--retry-shed` re-sends a 503/429 answer's request (same key and body) after 0.5 s, up to 5 times,
@@ -41,9 +45,17 @@ from loadtest.profiles import percentile
 
 
 class Workload:
-    """Request bytes for request number i: a PUT of candidate i mod N's form with a new key."""
+    """Request bytes for request number i, for candidate i mod N (see `--request`)."""
 
-    def __init__(self, data: Path, path: str, host: str, key_prefix: str) -> None:
+    def __init__(
+        self,
+        data: Path,
+        path: str,
+        host: str,
+        key_prefix: str,
+        kind: str = "registration",
+        password: str = "",
+    ) -> None:
         with data.open("rb") as handle:
             first = handle.readline()
             if not first.startswith(b"#templates\t"):
@@ -52,8 +64,11 @@ class Workload:
             self.rows = handle.read().splitlines()
         if not self.rows:
             raise SystemExit(f"{data}: no candidates")
-        self.head = f"PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        method = {"registration": "PUT", "me": "GET", "login": "POST"}[kind]
+        self.head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n"
         self.key_prefix = key_prefix
+        self.kind = kind
+        self.password = password
 
     def candidate(self, i: int) -> bytes:
         return self.rows[i % len(self.rows)].split(b"\t", 1)[0]
@@ -65,6 +80,13 @@ class Workload:
         _, token, nid, name, dob, sex, kind, province, school = (
             self.rows[i % len(self.rows)].decode().split("\t")
         )
+        if self.kind == "me":  # a logged-in candidate opens their profile
+            return f"{self.head}Authorization: Bearer {token}\r\n\r\n".encode()
+        if self.kind == "login":  # the candidate logs in with the roster's shared password
+            body = json.dumps({"login": nid, "password": self.password}).encode()
+            return (
+                f"{self.head}Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
         body = (
             self.templates[kind]
             % {
@@ -77,8 +99,8 @@ class Workload:
             }
         ).encode()
         return (
-            f"{self.head}Authorization: Bearer {token}\r\nIdempotency-Key: {self.key(i)}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+            f"{self.head}Content-Type: application/json\r\nAuthorization: Bearer {token}\r\n"
+            f"Idempotency-Key: {self.key(i)}\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
 
 
@@ -323,6 +345,7 @@ class Driver:
             "p99_ms": ms(latency, 0.99),
             "p999_ms": ms(latency, 0.999),
             "max_ms": round((latency[-1] if latency else 0) * 1000, 2),
+            "admitted_measured": len(admitted),  # 2xx answers after the warm-up
             "admitted_p99_ms": ms(admitted, 0.99),
             "send_lag_p99_ms": ms(lag, 0.99),
             "dispatch_late": len(dispatch_lag),
@@ -340,7 +363,14 @@ class Driver:
 
 
 async def drive(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
-    workload = Workload(Path(args.data), args.path, f"{args.host}:{args.port}", args.key_prefix)
+    workload = Workload(
+        Path(args.data),
+        args.path,
+        f"{args.host}:{args.port}",
+        args.key_prefix,
+        args.request,
+        args.password,
+    )
     driver = Driver(args, workload)
     return await driver.run(), driver.ledger
 
@@ -364,6 +394,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--closed-loop", action="store_true", help="see above")
     parser.add_argument("--retry-shed", action="store_true", help="see above")
     parser.add_argument("--out", default="")
+    parser.add_argument(
+        "--request",
+        choices=("registration", "me", "login"),
+        default="registration",
+        help="PUT the form (default), GET --path with the token, or POST a login",
+    )
+    parser.add_argument(
+        "--password", default="", help="--request login: the roster's shared load-test password"
+    )
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.duration <= 0 or args.warmup >= args.duration:
         parser.error("need rate > 0 and 0 <= warmup < duration")

@@ -16,4 +16,4 @@ async def hello(request: Request) -> Response:
     return Response(b'{"hello":"world"}', media_type="application/json")
 
 
-app = Starlette(routes=[Route("/hello", hello, methods=["GET", "PUT"])])
+app = Starlette(routes=[Route("/hello", hello, methods=["GET", "PUT", "POST"])])

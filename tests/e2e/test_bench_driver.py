@@ -73,6 +73,7 @@ def test_open_loop_sends_every_request_at_its_rate_and_measures_from_the_intende
     assert result["scheduled"] == 600
     assert result["ok"] == result["answered"] == 600
     assert result["measured"] == 450  # the first 0.5 s are warm-up
+    assert result["admitted_measured"] == 450  # every measured answer was a 2xx
     assert result["achieved_rate"] == pytest.approx(300, rel=0.02)
     assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
     assert result["schedule_seconds"] == pytest.approx(2.0, abs=0.1)
@@ -89,3 +90,18 @@ def test_closed_loop_keeps_the_connections_busy_until_the_count_is_done(
     assert result["peak_connections"] == 8
     assert result["ok_per_s"] > 100
     assert result["service_p99_ms"] > 0
+
+
+@pytest.mark.parametrize("kind", ["me", "login"])
+def test_get_and_login_requests_are_held_at_their_rate_like_registrations(
+    hello: dict[str, Any], kind: str
+) -> None:
+    # hello-world answers GET and POST /hello: proves the bytes are a well-formed request
+    # the server reads and answers, at the rate asked.
+    result = _drive(
+        hello, "--rate", "200", "--duration", "1.5", "--warmup", "0.5", "--request", kind,
+        "--password", "Load-test-2026",
+    )  # fmt: skip
+    assert result["scheduled"] == 300
+    assert result["statuses"] == {"200": 300}
+    assert result["measured"] == 200
