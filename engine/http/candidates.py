@@ -17,7 +17,13 @@ from starlette.routing import Route
 from engine.adapters.sessions import Session
 from engine.errors import ExamregError, IdempotencyKeyRequired, NoRegistration, NotFound
 from engine.http import plumbing
-from engine.http.plumbing import current_session, password_login, read_json, string_fields
+from engine.http.plumbing import (
+    current_session,
+    password_login,
+    read_json,
+    session_answer,
+    string_fields,
+)
 from engine.http.responses import api_language, json_response, services
 from engine.services import candidates
 
@@ -38,13 +44,14 @@ async def logout(request: Request) -> Response:
 
 
 async def change_password(request: Request) -> Response:
+    """200 with the new session (token and cookie): every session of the account has ended."""
     svc = services(request)
     session = await candidate_session(request)
     fields = string_fields(await read_json(request, 4096), ("current_password", "new_password"))
-    await candidates.set_password(
-        svc, session.subject, fields["current_password"], fields["new_password"]
+    opened = await candidates.change_password(
+        svc, session, fields["current_password"], fields["new_password"]
     )
-    return Response(status_code=204)
+    return session_answer(request, "candidate", opened.token, opened.expires, False)
 
 
 # -- profile and registration ----------------------------------------------------------------------

@@ -106,6 +106,16 @@ _FORM = {
     },
 }
 
+_SESSION = {
+    "type": "object",
+    "required": ["token", "expires_at", "must_change_password"],
+    "properties": {
+        "token": {"type": "string", "description": "Send as `Authorization: Bearer <token>`"},
+        "expires_at": {"type": "string", "format": "date-time"},
+        "must_change_password": {"type": "boolean"},
+    },
+}
+
 _RECEIPT = {
     "type": "object",
     "required": ["receipt_id", "version", "status"],
@@ -130,7 +140,7 @@ def _paths() -> dict[str, Any]:
         "/api/v1/auth/login": {
             "post": _op(
                 "Log in with the 12-digit ID and the password the school issued",
-                {"200": _json(_OBJ)},
+                {"200": _json(_SESSION)},
                 (400, 401, 413, 415, 422, 429, 503),
                 requestBody=_body(
                     {
@@ -151,8 +161,9 @@ def _paths() -> dict[str, Any]:
         },
         "/api/v1/auth/password": {
             "post": _op(
-                "Change the password",
-                {"204": {"description": "Changed"}},
+                "Change the password: every session of the account ends (this one too); the"
+                " caller goes on with the new session returned (token and cookie)",
+                {"200": _json(_SESSION, "Changed; the new session")},
                 (400, 401, 415, 422),
                 security=_BEARER,
                 requestBody=_body(_OBJ),
@@ -161,7 +172,7 @@ def _paths() -> dict[str, Any]:
         "/api/v1/staff/login": {
             "post": _op(
                 "Staff login (support, school, operator, admin)",
-                {"200": _json(_OBJ)},
+                {"200": _json(_SESSION)},
                 (400, 401, 413, 415, 422, 429, 503),
                 requestBody=_body(
                     {
@@ -185,8 +196,9 @@ def _paths() -> dict[str, Any]:
         },
         "/api/v1/staff/password": {
             "post": _op(
-                "Change the staff password",
-                {"204": {"description": "Changed"}},
+                "Change the staff password: every session of the account ends (this one too);"
+                " the caller goes on with the new session returned",
+                {"200": _json(_SESSION, "Changed; the new session")},
                 (400, 401, 403, 415, 422),
                 security=_BEARER,
                 requestBody=_body(_OBJ),

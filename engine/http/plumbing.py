@@ -130,14 +130,26 @@ async def password_login(
         client_address(request),
         lookup,
     )
+    return session_answer(
+        request, kind, login.token, login.expires, login.account.must_change_password
+    )
+
+
+def session_answer(
+    request: Request, kind: SessionKind, token: str, expires: float, must_change_password: bool
+) -> Response:
+    """A new session as the JSON API hands it out (login, password change): the token in the
+    body, and in the HttpOnly cookie."""
     response = json_response(
         {
-            "token": login.token,
-            "expires_at": datetime.fromtimestamp(login.expires, UTC).isoformat(),
-            "must_change_password": login.account.must_change_password,
-        }
+            "token": token,
+            "expires_at": datetime.fromtimestamp(expires, UTC).isoformat(),
+            "must_change_password": must_change_password,
+        },
+        headers={"Cache-Control": "no-store"},
     )
-    set_session_cookie(response, request, kind, login.token, svc.settings.session_absolute_seconds)
+    max_age = services(request).settings.session_absolute_seconds
+    set_session_cookie(response, request, kind, token, max_age)
     return response
 
 

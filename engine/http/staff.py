@@ -12,9 +12,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.http import plumbing
-from engine.http.plumbing import current_session, password_login, read_json, string_fields
+from engine.http.plumbing import (
+    current_session,
+    password_login,
+    read_json,
+    session_answer,
+    string_fields,
+)
 from engine.http.responses import services
-from engine.services.staff import ROLES, StaffSession, set_password, staff_account, staff_of
+from engine.services.staff import ROLES, StaffSession, staff_account, staff_of
+from engine.services.staff import change_password as change_staff_password
 
 
 async def require_staff(request: Request, roles: frozenset[str]) -> StaffSession:
@@ -39,12 +46,14 @@ async def logout(request: Request) -> Response:
 
 
 async def change_password(request: Request) -> Response:
-    staff = await require_staff(request, ROLES)
+    """200 with the new session (token and cookie): every session of the account has ended."""
+    session = await current_session(request, "staff")
+    staff_of(session, ROLES)
     fields = string_fields(await read_json(request, 4096), ("current_password", "new_password"))
-    await set_password(
-        services(request), staff.staff_id, fields["current_password"], fields["new_password"]
+    opened = await change_staff_password(
+        services(request), session, fields["current_password"], fields["new_password"]
     )
-    return Response(status_code=204)
+    return session_answer(request, "staff", opened.token, opened.expires, False)
 
 
 routes = [

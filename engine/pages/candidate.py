@@ -234,8 +234,11 @@ async def password_submit(request: Request) -> Response:
         errors["new_password_confirm"] = [t("password_mismatch")]
     else:
         try:
-            await candidates.set_password(svc, session.subject, current, new)
-            return RedirectResponse("/registration", 303)
+            opened = await candidates.change_password(svc, session, current, new)
+            response = RedirectResponse("/registration", 303)
+            max_age = svc.settings.session_absolute_seconds
+            set_session_cookie(response, request, "candidate", opened.token, max_age)
+            return response
         except InvalidCredentials:
             errors["current_password"] = [t("current_password_wrong")]
         except WeakPassword as exc:

@@ -266,8 +266,11 @@ async def password_submit(request: Request) -> Response:
         errors["new_password_confirm"] = [t("password_mismatch")]
     else:
         try:
-            await staff_service.set_password(desk.svc, desk.staff.staff_id, current, new)
-            return RedirectResponse(HOME, 303)
+            opened = await staff_service.change_password(desk.svc, session, current, new)
+            response = RedirectResponse(HOME, 303)
+            max_age = desk.svc.settings.session_absolute_seconds
+            set_session_cookie(response, request, "staff", opened.token, max_age)
+            return response
         except InvalidCredentials:
             errors["current_password"] = [t("current_password_wrong")]
         except WeakPassword as exc:

@@ -1,9 +1,10 @@
 """Logging in and changing a password, for every kind of account (candidates and staff).
 
 Owns the one password-login flow (throttle → look up → verify off the loop → open a new session
-with a fresh CSRF token) and the check that precedes a password change. Each kind brings its own
-account lookup and password setter; the JSON endpoints and the pages both call these, so there is
-one way in. It must not read a request.
+with a fresh CSRF token → check the password did not change meanwhile), the check that precedes a
+password change, and what follows one: every session of the account ends and the caller goes on
+with a new one. Each kind brings its own account lookup and password setter; the JSON endpoints
+and the pages both call these, so there is one way in. It must not read a request.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.adapters import metrics
+from engine.adapters.sessions import Session
 from engine.domain.passwords import check_password_policy
 from engine.errors import InvalidCredentials
 from engine.services.container import Services
@@ -31,6 +33,15 @@ class Account:
 
 
 @dataclass(frozen=True, slots=True)
+class NewSession:
+    """A session just opened: its token, its absolute expiry and its CSRF token."""
+
+    token: str
+    expires: float  # epoch seconds
+    csrf: str  # stored in the session's scope; the web pages' forms must echo it
+
+
+@dataclass(frozen=True, slots=True)
 class Login:
     """A successful login: the new session's token, its absolute expiry and CSRF token."""
 
@@ -38,6 +49,16 @@ class Login:
     expires: float  # epoch seconds
     account: Account
     csrf: str  # stored in the session's scope; the web pages' forms must echo it
+
+
+async def open_session(
+    svc: Services, kind: SessionKind, subject: int, login_id: str, scope: dict[str, Any]
+) -> NewSession:
+    """A new session with a fresh CSRF token (not derived from settings.secret_key, which may
+    differ per process)."""
+    csrf = secrets.token_urlsafe(32)
+    token, expires = await svc.sessions.create(subject, kind, login_id, {**scope, "csrf": csrf})
+    return NewSession(token, expires, csrf)
 
 
 async def authenticate(
@@ -63,14 +84,26 @@ async def authenticate(
         await svc.throttle.failed(throttle_key, address)
         metrics.LOGINS.labels(kind, "failure").inc()
         raise InvalidCredentials()
+    opened = await open_session(svc, kind, account.subject, login_id, account.scope)
+    # A password change or reset that committed while the hash was being verified ended the
+    # account's sessions before this one existed. Read the account again now that this session is
+    # listed: if the password verified is no longer the account's, this session must not live
+    # (a reset committed after this read revokes it through the index).
+    again = await lookup(login_id)
+    if again is None or again.password_hash != account.password_hash:
+        await svc.sessions.revoke_token(kind, account.subject, opened.token)
+        metrics.LOGINS.labels(kind, "failure").inc()
+        raise InvalidCredentials()
     await svc.throttle.succeeded(throttle_key)
     metrics.LOGINS.labels(kind, "success").inc()
-    # A per-session CSRF token (not derived from settings.secret_key, which may differ per process).
-    csrf = secrets.token_urlsafe(32)
-    token, expires = await svc.sessions.create(
-        account.subject, kind, login_id, {**account.scope, "csrf": csrf}
-    )
-    return Login(token, expires, account, csrf)
+    return Login(opened.token, opened.expires, account, opened.csrf)
+
+
+async def replace_sessions(svc: Services, session: Session, scope: dict[str, Any]) -> NewSession:
+    """After a password change: end every session of the account, this one included, and open
+    the one the caller goes on with (a new token: whoever held the old one is out)."""
+    await svc.sessions.revoke_all(session.kind, session.subject)
+    return await open_session(svc, session.kind, session.subject, session.login, scope)
 
 
 async def new_password_hash(svc: Services, current_hash: str | None, current: str, new: str) -> str:

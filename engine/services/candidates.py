@@ -18,7 +18,7 @@ from engine.adapters.sessions import Session
 from engine.adapters.streams import Receipt
 from engine.domain.registration import CandidateContext, validate_registration
 from engine.errors import ExamregError, Overloaded, Unauthenticated, WindowClosed
-from engine.services.accounts import Account, new_password_hash
+from engine.services.accounts import Account, NewSession, new_password_hash, replace_sessions
 from engine.services.container import Services
 from engine.settings import VIETNAM
 
@@ -37,16 +37,18 @@ async def candidate_account(svc: Services, login_id: str) -> Account | None:
     return Account(record.candidate_id, record.password_hash, record.must_change_password)
 
 
-async def set_password(svc: Services, candidate_id: int, current: str, new: str) -> None:
-    """Verify the current password, apply the policy, store the new hash (API and web page).
+async def change_password(svc: Services, session: Session, current: str, new: str) -> NewSession:
+    """Verify the current password, apply the policy, store the new hash (API and web page);
+    then every session of the account ends and the caller goes on with the new one returned.
 
     Raises:
         InvalidCredentials: the current password is wrong.
         WeakPassword: the new one breaks the policy.
     """
-    current_hash = await store.candidate_password_hash(svc.pool, candidate_id)
+    current_hash = await store.candidate_password_hash(svc.pool, session.subject)
     new_hash = await new_password_hash(svc, current_hash, current, new)
-    await store.set_candidate_password(svc.pool, candidate_id, new_hash)
+    await store.set_candidate_password(svc.pool, session.subject, new_hash)
+    return await replace_sessions(svc, session, {})
 
 
 async def profile(svc: Services, candidate_id: int) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Final
 from engine.adapters import store
 from engine.adapters.sessions import Session
 from engine.errors import Forbidden
-from engine.services.accounts import Account, new_password_hash
+from engine.services.accounts import Account, NewSession, new_password_hash, replace_sessions
 from engine.services.container import Services
 
 ROLES: Final = frozenset({"support", "school", "operator", "admin"})
@@ -62,13 +62,15 @@ async def staff_account(svc: Services, username: str) -> Account | None:
     )
 
 
-async def set_password(svc: Services, staff_id: int, current: str, new: str) -> None:
-    """Replace a staff password (and clear the forced change) after checking the current one.
+async def change_password(svc: Services, session: Session, current: str, new: str) -> NewSession:
+    """Replace a staff password (and clear the forced change) after checking the current one;
+    then every session of the account ends and the caller goes on with the new one returned.
 
     Raises:
         InvalidCredentials: the current password is wrong.
         WeakPassword: the new one breaks the policy.
     """
-    current_hash = await store.staff_password_hash(svc.pool, staff_id)
+    current_hash = await store.staff_password_hash(svc.pool, session.subject)
     new_hash = await new_password_hash(svc, current_hash, current, new)
-    await store.set_staff_password(svc.pool, staff_id, new_hash)
+    await store.set_staff_password(svc.pool, session.subject, new_hash)
+    return await replace_sessions(svc, session, session.scope)

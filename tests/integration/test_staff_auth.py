@@ -100,7 +100,9 @@ async def test_staff_password_change_and_logout(harness: Harness, pool: asyncpg.
         json={"current_password": PASSWORD, "new_password": "New-ops-pass-9"},
         headers=auth,
     )
-    assert changed.status_code == 204
+    assert changed.status_code == 200
+    old_auth, auth = auth, {"Authorization": f"Bearer {changed.json()['token']}"}
+    assert (await harness.client.post("/api/v1/staff/logout", headers=old_auth)).status_code == 401
     assert (await _login(harness, "ops.one", "New-ops-pass-9")).json()[
         "must_change_password"
     ] is False
