@@ -183,6 +183,12 @@ def roster_entry(row: Mapping[str, Any] | asyncpg.Record) -> dict[str, Any]:
     }
 
 
+async def candidate_must_change_password(pool: asyncpg.Pool, candidate_id: int) -> bool | None:
+    """Whether the candidate still has to replace an issued password (None: no such candidate)."""
+    value = await pool.fetchval(QUERIES["candidate_must_change_password"], candidate_id)
+    return None if value is None else bool(value)
+
+
 async def candidate_password_hash(pool: asyncpg.Pool, candidate_id: int) -> str | None:
     value = await pool.fetchval(QUERIES["candidate_password_hash"], candidate_id)
     return None if value is None else str(value)
@@ -205,6 +211,7 @@ class NewCandidate:
     school_code: str
     phone: str | None
     password_hash: str
+    must_change_password: bool = True  # an issued password; only load-test rosters say False
 
 
 _CANDIDATE_COLUMNS = (
@@ -217,6 +224,7 @@ _CANDIDATE_COLUMNS = (
     "school_code",
     "phone",
     "password_hash",
+    "must_change_password",
 )
 
 
@@ -235,6 +243,7 @@ async def insert_candidates(
             r.school_code,
             r.phone,
             r.password_hash,
+            r.must_change_password,
         )
         for r in rows
     ]
@@ -344,6 +353,23 @@ class StaffRecord:
 async def staff_login(pool: asyncpg.Pool, username: str) -> StaffRecord | None:
     row = await pool.fetchrow(QUERIES["staff_login"], username)
     return None if row is None else StaffRecord(*row)
+
+
+@dataclass(frozen=True, slots=True)
+class StaffMember:
+    """A staff account as every staff request reads it: who, what role, what is pending."""
+
+    staff_id: int
+    username: str
+    role: str
+    province_code: str | None
+    school_code: str | None
+    must_change_password: bool
+
+
+async def staff_member(pool: asyncpg.Pool, staff_id: int) -> StaffMember | None:
+    row = await pool.fetchrow(QUERIES["staff_member"], staff_id)
+    return None if row is None else StaffMember(*row)
 
 
 async def staff_password_hash(pool: asyncpg.Pool, staff_id: int) -> str | None:

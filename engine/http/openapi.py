@@ -259,14 +259,17 @@ def _paths() -> dict[str, Any]:
         },
         "/api/v1/me": {
             "get": _op(
-                "The candidate's roster profile", {"200": _json(_OBJ)}, (401,), security=_BEARER
+                "The candidate's roster profile",
+                {"200": _json(_OBJ)},
+                (401, 403),
+                security=_BEARER,
             )
         },
         "/api/v1/me/registration": {
             "put": _op(
                 "Submit or edit the registration (acknowledged once durable)",
                 {"202": _json(_RECEIPT, "Accepted: durably queued")},
-                (400, 401, 409, 413, 415, 422, 429, 503),
+                (400, 401, 403, 409, 413, 415, 422, 429, 503),
                 security=_BEARER,
                 parameters=[idem],
                 requestBody=_body(_FORM),
@@ -274,7 +277,7 @@ def _paths() -> dict[str, Any]:
             "get": _op(
                 "The newest accepted version, queued or persisted",
                 {"200": _json(_OBJ)},
-                (401, 404),
+                (401, 403, 404),
                 security=_BEARER,
             ),
         },
@@ -282,7 +285,7 @@ def _paths() -> dict[str, Any]:
             "get": _op(
                 "A receipt's status",
                 {"200": _json(_RECEIPT)},
-                (401, 404),
+                (401, 403, 404),
                 security=_BEARER,
                 parameters=[
                     {
@@ -347,7 +350,9 @@ def document() -> dict[str, Any]:
             "version": "1.0.0",
             "description": "Online registration for Vietnam's national high-school graduation exam."
             " "
-            "Errors are application/problem+json with a stable `code`.",
+            "Errors are application/problem+json with a stable `code`. Until an issued (or"
+            " reset) password is replaced, every operation that needs a session answers 403"
+            " `password_change_required`, except the password change and the logout.",
         },
         "paths": _paths(),
         "components": {

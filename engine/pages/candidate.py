@@ -384,6 +384,8 @@ async def registration_submit(request: Request) -> Response:
     if session is None:
         raise expired(request)
     check_csrf(session, values)
+    if await candidates.must_change_password(svc, session):  # the issued password first
+        raise Redirect("/password")
     key = first(values, "idempotency_key")
     if not candidates.valid_idempotency_key(key):
         key = secrets.token_urlsafe(16)

@@ -27,11 +27,14 @@ from starlette.routing import Route
 from engine.adapters import store
 from engine.adapters.sessions import Session
 from engine.errors import (
+    ExamregError,
     InvalidCredentials,
     InvalidRequest,
     NotFound,
     Overloaded,
+    PasswordChangeRequired,
     TooManyAttempts,
+    Unauthenticated,
     WeakPassword,
 )
 from engine.http.plumbing import COOKIES, client_address, set_session_cookie
@@ -59,7 +62,7 @@ from engine.services import staff as staff_service
 from engine.services import support_desk
 from engine.services.accounts import authenticate
 from engine.services.container import Services
-from engine.services.staff import StaffSession, staff_of
+from engine.services.staff import StaffSession, staff_member
 from engine.services.support_desk import DESK_ROLES, Desk
 
 __all__ = ["routes"]
@@ -114,20 +117,22 @@ def _render(
 async def _signed_in(request: Request, *, forced_ok: bool = False) -> tuple[Desk, Session]:
     """The staff member at the desk, after any forced password change; else a redirect.
 
-    The account is read again on every page, so a password reset or a deleted account takes
-    effect at once. Roles outside the desk get the API's 403 (the password page takes any role).
+    The account is read again on every page (`staff_member`), so a password reset, a new role
+    or a deleted account takes effect at once. Roles outside the desk get the API's 403 (the
+    password page takes any role).
     """
     svc = services(request)
     session = await session_or_none(request, "staff")
     if session is None:
         expired = request.cookies.get(COOKIES["staff"])
         raise Redirect(f"{LOGIN}?expired=1" if expired else LOGIN)
-    record = await store.staff_login(svc.pool, session.login)
-    if record is None or record.staff_id != session.subject:
-        raise Redirect(LOGIN)
-    if record.must_change_password and not forced_ok:
-        raise Redirect(CHANGE_PAGE)
-    staff = staff_of(session, staff_service.ROLES if forced_ok else DESK_ROLES)
+    roles = staff_service.ROLES if forced_ok else DESK_ROLES
+    try:
+        staff = await staff_member(svc, session, roles, forced_ok=forced_ok)
+    except Unauthenticated:
+        raise Redirect(LOGIN) from None
+    except PasswordChangeRequired:
+        raise Redirect(CHANGE_PAGE) from None
     return Desk(svc, staff, client_address(request)), session
 
 
@@ -168,8 +173,12 @@ def _login_page(
 @console
 async def login_page(request: Request) -> Response:
     session = await session_or_none(request, "staff")
-    if session is not None and session.scope.get("role") in DESK_ROLES:
-        return RedirectResponse(HOME, 303)
+    if session is not None:
+        try:
+            await staff_member(services(request), session, DESK_ROLES, forced_ok=True)
+            return RedirectResponse(HOME, 303)
+        except ExamregError:  # gone, or not a desk role: this page is where they belong
+            pass
     return _login_page(request)
 
 
@@ -197,7 +206,7 @@ async def login_submit(request: Request) -> Response:
         return _login_page(
             request, exc.status, username=username, message=message, headers=retry_headers(exc)
         )
-    if login.account.scope.get("role") not in DESK_ROLES:  # an operator: no console, no session
+    if login.account.role not in DESK_ROLES:  # an operator: no console, no session
         session = await svc.sessions.get(login.token, "staff")
         if session is not None:
             await svc.sessions.revoke(session)
@@ -231,7 +240,7 @@ async def _password_page(
     message: str = "",
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    record = await store.staff_login(desk.svc.pool, desk.staff.username)
+    member = await store.staff_member(desk.svc.pool, desk.staff.staff_id)
     return _render(
         request,
         "password.html",
@@ -241,7 +250,7 @@ async def _password_page(
         headers,
         layout="support/base.html",
         action=CHANGE_PAGE,
-        forced=bool(record and record.must_change_password),
+        forced=bool(member and member.must_change_password),
         forced_notice="desk_password_forced",
         errors=dict(errors or {}),
         message=message,

@@ -275,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument(
         "--load-test-password",
         default=None,
-        help="LOAD TESTS ONLY: give every account this password (one shared hash)",
+        help="LOAD TESTS ONLY: give every account this password (one shared hash) and no"
+        " forced first-login change",
     )
     seed.set_defaults(func=cmd_seed)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from engine.adapters import metrics
@@ -29,7 +29,7 @@ class Account:
     subject: int
     password_hash: str
     must_change_password: bool
-    scope: dict[str, Any] = field(default_factory=dict)
+    role: str | None = None  # staff only; requests read it from the staff row, never the session
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +84,11 @@ async def authenticate(
         await svc.throttle.failed(throttle_key, address)
         metrics.LOGINS.labels(kind, "failure").inc()
         raise InvalidCredentials()
-    opened = await open_session(svc, kind, account.subject, login_id, account.scope)
+    # The forced change travels with the session, so the candidates' hot path reads no roster
+    # row to enforce it. It cannot go stale the permissive way: a reset (false → true) ends every
+    # session of the account, and a change (true → false) replaces the session it came from.
+    scope = {"must_change": account.must_change_password}
+    opened = await open_session(svc, kind, account.subject, login_id, scope)
     # A password change or reset that committed while the hash was being verified ended the
     # account's sessions before this one existed. Read the account again now that this session is
     # listed: if the password verified is no longer the account's, this session must not live
@@ -99,10 +103,12 @@ async def authenticate(
     return Login(opened.token, opened.expires, account, opened.csrf)
 
 
-async def replace_sessions(svc: Services, session: Session, scope: dict[str, Any]) -> NewSession:
+async def replace_sessions(svc: Services, session: Session) -> NewSession:
     """After a password change: end every session of the account, this one included, and open
-    the one the caller goes on with (a new token: whoever held the old one is out)."""
+    the one the caller goes on with (a new token: whoever held the old one is out; no forced
+    change pending any more)."""
     await svc.sessions.revoke_all(session.kind, session.subject)
+    scope = {"must_change": False}
     return await open_session(svc, session.kind, session.subject, session.login, scope)
 
 

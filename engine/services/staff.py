@@ -1,8 +1,10 @@
 """Staff accounts without a request: roles, what a staff session allows, login lookup, password.
 
 Owns the roles (`support`, `school` — its own school only —, `operator`, `admin`), the
-`StaffSession` other services are handed, and the account lookup and password setter the one
-login flow (`engine.services.accounts`) uses for staff. It must not read a request.
+`StaffSession` other services are handed (built from the staff row on every request, so a new
+role or a pending password change counts at once, never a copy frozen into the session), and
+the account lookup and password change the one login flow (`engine.services.accounts`) uses for
+staff. It must not read a request.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Final
 
 from engine.adapters import store
 from engine.adapters.sessions import Session
-from engine.errors import Forbidden
+from engine.errors import Forbidden, PasswordChangeRequired, Unauthenticated
 from engine.services.accounts import Account, NewSession, new_password_hash, replace_sessions
 from engine.services.container import Services
 
@@ -31,15 +33,33 @@ class StaffSession:
     school: tuple[str, str] | None  # (province_code, school_code) for the `school` role
 
 
-def staff_of(session: Session, roles: frozenset[str]) -> StaffSession:
-    """What a staff session allows, if its role is in `roles` (else Forbidden)."""
-    role = str(session.scope.get("role", ""))
-    if role not in roles:
+async def staff_member(
+    svc: Services, session: Session, roles: frozenset[str], *, forced_ok: bool = False
+) -> StaffSession:
+    """What a staff session allows now, read from the staff row on every request.
+
+    The role and school are the row's, not a copy taken at login: a change takes effect on the
+    next request. Staff requests are few (34 desks), so the extra primary-key read is cheap.
+
+    Raises:
+        Unauthenticated: the account no longer exists.
+        PasswordChangeRequired: the issued password is still in use (unless `forced_ok`: the
+            password change itself).
+        Forbidden: the role is not in `roles`.
+    """
+    member = await store.staff_member(svc.pool, session.subject)
+    if member is None:
+        raise Unauthenticated()
+    if member.must_change_password and not forced_ok:
+        raise PasswordChangeRequired()
+    if member.role not in roles:
         raise Forbidden()
-    school = session.scope.get("school")
-    return StaffSession(
-        session.subject, session.login, role, (school[0], school[1]) if school else None
+    school = (
+        (member.province_code, member.school_code)
+        if member.province_code and member.school_code
+        else None
     )
+    return StaffSession(member.staff_id, member.username, member.role, school)
 
 
 async def staff_account(svc: Services, username: str) -> Account | None:
@@ -49,17 +69,7 @@ async def staff_account(svc: Services, username: str) -> Account | None:
     record = await store.staff_login(svc.pool, username)
     if record is None:
         return None
-    school = (
-        [record.province_code, record.school_code]
-        if record.province_code and record.school_code
-        else None
-    )
-    return Account(
-        record.staff_id,
-        record.password_hash,
-        record.must_change_password,
-        {"role": record.role, "school": school},
-    )
+    return Account(record.staff_id, record.password_hash, record.must_change_password, record.role)
 
 
 async def change_password(svc: Services, session: Session, current: str, new: str) -> NewSession:
@@ -73,4 +83,4 @@ async def change_password(svc: Services, session: Session, current: str, new: st
     current_hash = await store.staff_password_hash(svc.pool, session.subject)
     new_hash = await new_password_hash(svc, current_hash, current, new)
     await store.set_staff_password(svc.pool, session.subject, new_hash)
-    return await replace_sessions(svc, session, session.scope)
+    return await replace_sessions(svc, session)

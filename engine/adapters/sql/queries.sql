@@ -11,6 +11,9 @@ FROM candidates c
 JOIN schools s USING (province_code, school_code)
 WHERE c.candidate_id = $1;
 
+-- name: candidate_must_change_password
+SELECT must_change_password FROM candidates WHERE candidate_id = $1;
+
 -- name: candidate_password_hash
 SELECT password_hash FROM candidates WHERE candidate_id = $1;
 
@@ -58,8 +61,9 @@ CREATE TEMP TABLE IF NOT EXISTS staging_candidates (
     candidate_type  char(1),
     province_code   char(2),
     school_code     char(3),
-    phone           text,
-    password_hash   text
+    phone                 text,
+    password_hash         text,
+    must_change_password  boolean
 ) ON COMMIT DELETE ROWS;
 
 -- name: insert_history
@@ -121,6 +125,10 @@ DELETE FROM registrations WHERE phase = 'trial';
 -- name: staff_login
 SELECT staff_id, password_hash, role, province_code, school_code, must_change_password
 FROM staff WHERE username = $1;
+
+-- name: staff_member
+SELECT staff_id, username, role, province_code, school_code, must_change_password
+FROM staff WHERE staff_id = $1;
 
 -- name: staff_password_hash
 SELECT password_hash FROM staff WHERE staff_id = $1;
