@@ -365,6 +365,7 @@ class StaffMember:
     province_code: str | None
     school_code: str | None
     must_change_password: bool
+    disabled: bool
 
 
 async def staff_member(pool: asyncpg.Pool, staff_id: int) -> StaffMember | None:
@@ -388,7 +389,8 @@ async def create_staff(
     role: str,
     school: tuple[str, str] | None = None,
     must_change_password: bool = True,
-) -> int:
+) -> int | None:
+    """A new staff account's id; None if the username is taken (nothing is overwritten)."""
     province, school_code = school if school else (None, None)
     staff_id = await pool.fetchval(
         QUERIES["create_staff"],
@@ -399,7 +401,27 @@ async def create_staff(
         school_code,
         must_change_password,
     )
-    return int(staff_id)
+    return None if staff_id is None else int(staff_id)
+
+
+async def set_staff_disabled(
+    conn: asyncpg.Pool | asyncpg.Connection, username: str, disabled: bool
+) -> int | None:
+    """Disable or enable an account; its id, or None if there is no such account."""
+    staff_id = await conn.fetchval(QUERIES["set_staff_disabled"], username, disabled)
+    return None if staff_id is None else int(staff_id)
+
+
+async def set_staff_role(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    username: str,
+    role: str,
+    school: tuple[str, str] | None,
+) -> int | None:
+    """Give an account another role (and school); its id, or None if there is no such account."""
+    province, school_code = school if school else (None, None)
+    staff_id = await conn.fetchval(QUERIES["set_staff_role"], username, role, province, school_code)
+    return None if staff_id is None else int(staff_id)
 
 
 async def school_codes(conn: asyncpg.Connection) -> set[tuple[str, str]]:

@@ -38,17 +38,17 @@ async def staff_member(
 ) -> StaffSession:
     """What a staff session allows now, read from the staff row on every request.
 
-    The role and school are the row's, not a copy taken at login: a change takes effect on the
-    next request. Staff requests are few (34 desks), so the extra primary-key read is cheap.
+    The role, school and disabled state are the row's, not a copy taken at login: a change takes
+    effect on the next request. Staff requests are few (34 desks): one primary-key read is cheap.
 
     Raises:
-        Unauthenticated: the account no longer exists.
+        Unauthenticated: the account no longer exists or is disabled.
         PasswordChangeRequired: the issued password is still in use (unless `forced_ok`: the
             password change itself).
         Forbidden: the role is not in `roles`.
     """
     member = await store.staff_member(svc.pool, session.subject)
-    if member is None:
+    if member is None or member.disabled:
         raise Unauthenticated()
     if member.must_change_password and not forced_ok:
         raise PasswordChangeRequired()
@@ -62,9 +62,14 @@ async def staff_member(
     return StaffSession(member.staff_id, member.username, member.role, school)
 
 
+def valid_username(username: str) -> bool:
+    """3–40 of a–z, 0–9, '.', '_', '-' (the schema's rule)."""
+    return _USERNAME.match(username) is not None
+
+
 async def staff_account(svc: Services, username: str) -> Account | None:
     """The login lookup for staff (JSON endpoint and console page alike)."""
-    if not _USERNAME.match(username):
+    if not valid_username(username):
         return None
     record = await store.staff_login(svc.pool, username)
     if record is None:
