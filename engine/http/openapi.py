@@ -38,6 +38,8 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 
 _OBJ: dict[str, Any] = {"type": "object"}
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}, {"cookie": []}]
+# Staff calls: the header only, never the console's cookie (a clicked link must not act).
+_STAFF: list[dict[str, list[str]]] = [{"bearer": []}]
 
 _FORM = {
     "type": "object",
@@ -191,7 +193,7 @@ def _paths() -> dict[str, Any]:
                 "Revoke the staff session",
                 {"204": {"description": "Logged out"}},
                 (401,),
-                security=_BEARER,
+                security=_STAFF,
             )
         },
         "/api/v1/staff/password": {
@@ -200,7 +202,7 @@ def _paths() -> dict[str, Any]:
                 " the caller goes on with the new session returned",
                 {"200": _json(_SESSION, "Changed; the new session")},
                 (400, 401, 403, 415, 422),
-                security=_BEARER,
+                security=_STAFF,
                 requestBody=_body(_OBJ),
             )
         },
@@ -210,7 +212,7 @@ def _paths() -> dict[str, Any]:
                 " or province_code + school_code; audited",
                 {"200": _json(_OBJ)},
                 (401, 403, 422),
-                security=_BEARER,
+                security=_STAFF,
                 parameters=[
                     _query(n)
                     for n in (
@@ -232,7 +234,7 @@ def _paths() -> dict[str, Any]:
                 "Candidate detail, every version, the pipeline state; audited; reason required",
                 {"200": _json(_OBJ)},
                 (401, 403, 404, 422),
-                security=_BEARER,
+                security=_STAFF,
                 parameters=[_path("candidate_id"), _query("reason", True), _query("reveal")],
             )
         },
@@ -241,7 +243,7 @@ def _paths() -> dict[str, Any]:
                 "Issue a one-time password, force a change, revoke sessions; audited",
                 {"200": _json(_OBJ)},
                 (401, 403, 404, 415, 422),
-                security=_BEARER,
+                security=_STAFF,
                 parameters=[_path("candidate_id")],
                 requestBody=_body(_OBJ),
             )
@@ -251,7 +253,7 @@ def _paths() -> dict[str, Any]:
                 "The audit log (admin)",
                 {"200": _json(_OBJ)},
                 (401, 403, 422),
-                security=_BEARER,
+                security=_STAFF,
                 parameters=[
                     _query(n) for n in ("staff", "candidate", "since", "until", "page", "reason")
                 ],
@@ -313,7 +315,7 @@ def _paths() -> dict[str, Any]:
                 " (operator, admin; docs/capacity.md)",
                 {"200": _json(_OBJ)},
                 (401, 403, 422, 503),
-                security=_BEARER,
+                security=_STAFF,
                 parameters=[
                     {
                         "name": "target_seconds",
