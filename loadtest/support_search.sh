@@ -33,7 +33,7 @@ async def main(dsn, out):
              "name_dob": {"name": r["name_folded"], "date_of_birth": r["date_of_birth"].isoformat()},
              "prefix": {"name": " ".join(r["name_folded"].split()[:2])},
              "school": {"province_code": r["province_code"], "school_code": r["school_code"]}}[kind]
-        lines.append(urllib.parse.urlencode(q))
+        lines.append(urllib.parse.urlencode({**q, "reason": "load test ticket LT-0001"}))
     open(out, "w").write("\n".join(lines) + "\n")
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 PY

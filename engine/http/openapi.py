@@ -209,7 +209,8 @@ def _paths() -> dict[str, Any]:
         "/api/v1/support/candidates": {
             "get": _op(
                 "Search candidates by national_id, candidate_id, name [+ date_of_birth]"
-                " or province_code + school_code; audited",
+                " or province_code + school_code, with a reason (required); audited with the"
+                " IDs of the candidates shown",
                 {"200": _json(_OBJ)},
                 (401, 403, 422),
                 security=_STAFF,
@@ -224,9 +225,9 @@ def _paths() -> dict[str, Any]:
                         "school_code",
                         "page",
                         "page_size",
-                        "reason",
                     )
-                ],
+                ]
+                + [_query("reason", True)],
             )
         },
         "/api/v1/support/candidates/{candidate_id}": {

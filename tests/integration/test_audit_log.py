@@ -74,3 +74,82 @@ async def test_the_staff_api_ignores_the_console_cookie(
     auth = {"Authorization": f"Bearer {api.json()['token']}"}
     detail = await client.get(base, params={"reason": "ticket 5"}, headers=auth)
     assert detail.status_code == 200
+
+
+async def _search_rows(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    rows = await pool.fetch(
+        "SELECT action, reason, detail FROM audit_log WHERE action = 'search' ORDER BY audit_id"
+    )
+    return [dict(r) for r in rows]
+
+
+async def test_every_search_needs_a_reason_and_records_the_candidates_it_showed(
+    harness: Harness, roster: list[dict[str, Any]], pool: asyncpg.Pool
+) -> None:
+    auth = {"Authorization": f"Bearer {await _desk_agent(harness, pool, 'desk.search', 'support')}"}
+    harness.client.cookies.clear()
+    schools: dict[tuple[str, str], list[int]] = {}
+    for c in roster:
+        schools.setdefault((c["province_code"], c["school_code"]), []).append(c["candidate_id"])
+    (province, school), members = max(schools.items(), key=lambda item: len(item[1]))
+    assert len(members) > 1
+    criteria = {"province_code": province, "school_code": school, "page_size": "1"}
+
+    for reason in (None, "", "  ", "x"):
+        params = {**criteria, **({"reason": reason} if reason is not None else {})}
+        refused = await harness.client.get(SEARCH, params=params, headers=auth)
+        assert refused.status_code == 422, reason
+        assert [e["code"] for e in refused.json()["errors"]] == ["reason_required"]
+    both = await harness.client.get(SEARCH, params={"national_id": "123"}, headers=auth)
+    assert {e["field"] for e in both.json()["errors"]} == {"national_id", "reason"}, "all at once"
+
+    shown: list[int] = []
+    for page in (1, 2):
+        found = await harness.client.get(
+            SEARCH, params={**criteria, "page": str(page), "reason": "ticket 77"}, headers=auth
+        )
+        assert found.status_code == 200
+        shown.append(found.json()["results"][0]["candidate_id"])
+    rows = await _search_rows(pool)
+    assert [(r["reason"], r["detail"].get("outcome")) for r in rows] == [
+        (None, "no_reason"),
+        (None, "no_reason"),
+        (None, "no_reason"),
+        (None, "no_reason"),
+        (None, "invalid"),
+        ("ticket 77", None),
+        ("ticket 77", None),
+    ]
+    assert [r["detail"]["shown"] for r in rows[-2:]] == [[shown[0]], [shown[1]]]
+    assert [r["detail"]["results"] for r in rows[-2:]] == [1, 1]
+    assert sorted(shown) == sorted(members)[:2]
+
+
+async def test_the_console_search_needs_a_reason_and_records_what_it_showed(
+    harness: Harness, roster: list[dict[str, Any]], pool: asyncpg.Pool
+) -> None:
+    await _desk_agent(harness, pool, "desk.page", "support")
+    client = harness.client
+    client.cookies.clear()
+    token = hidden((await client.get("/support/login")).text, "csrf_token")
+    await client.post(
+        "/support/login",
+        data={"csrf_token": token, "username": "desk.page", "password": PASSWORD},
+    )
+    csrf = hidden((await client.get("/support")).text, "csrf_token")
+    target = roster[25]
+    refused = await client.post(
+        "/support", data={"csrf_token": csrf, "national_id": target["national_id"]}
+    )
+    assert refused.status_code == 422 and 'id="f-search-reason-error"' in refused.text
+    assert f'data-candidate-id="{target["candidate_id"]}"' not in refused.text
+    found = await client.post(
+        "/support",
+        data={"csrf_token": csrf, "national_id": target["national_id"], "reason": "call 12"},
+    )
+    assert f'data-candidate-id="{target["candidate_id"]}"' in found.text
+    rows = await _search_rows(pool)
+    assert [(r["reason"], r["detail"].get("shown")) for r in rows] == [
+        (None, None),
+        ("call 12", [target["candidate_id"]]),
+    ]

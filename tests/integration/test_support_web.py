@@ -277,7 +277,8 @@ async def test_a_school_account_sees_only_its_own_school_on_the_pages(
     assert text_of(page.text, "school-scope").endswith(f"{school[0]}-{school[1]}.")
 
     found = await harness.client.post(
-        "/support", data={"csrf_token": csrf, "national_id": other["national_id"]}
+        "/support",
+        data={"csrf_token": csrf, "national_id": other["national_id"], "reason": "ticket 4"},
     )
     assert found.status_code == 200 and candidate_rows(found.text) == []
     by_school = await harness.client.post(
@@ -286,6 +287,7 @@ async def test_a_school_account_sees_only_its_own_school_on_the_pages(
             "csrf_token": csrf,
             "province_code": other["province_code"],
             "school_code": other["school_code"],
+            "reason": "ticket 4",
         },
     )
     assert candidate_rows(by_school.text) == []
@@ -372,7 +374,11 @@ async def test_every_page_read_is_audited_exactly_like_the_api(
     assert {(r["username"], r["role"], r["client_addr"]) for r in page_rows} == {
         ("p-support", "support", "203.0.113.7")
     }
-    assert page_rows[0]["detail"] == {"criteria": {"candidate_id": cid, "page": 1}, "results": 1}
+    assert page_rows[0]["detail"] == {
+        "criteria": {"candidate_id": cid, "page": 1},
+        "results": 1,
+        "shown": [cid],
+    }
 
 
 async def test_search_results_and_records_are_masked_until_revealed(
@@ -433,7 +439,12 @@ async def test_search_pages_through_a_school(
     school, members = max(schools.items(), key=lambda item: len(item[1]))
     assert len(members) > 1
     csrf = await desk_agent(harness, pool)
-    data = {"csrf_token": csrf, "province_code": school[0], "school_code": school[1]}
+    data = {
+        "csrf_token": csrf,
+        "province_code": school[0],
+        "school_code": school[1],
+        "reason": "ticket 8",
+    }
     seen: list[int] = []
     page_no = 1
     while True:
