@@ -7,6 +7,7 @@ values raise `SettingsError` with a message that names the variable, at start-up
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -60,6 +61,9 @@ class Settings:
     """Everything configurable, with safe defaults (see the README's configuration table)."""
 
     database_url: str | None = None
+    # The role the API workers and writers act as once connected (migration 0005 creates it with
+    # the grants they need, and audit_log append-only); "none": the URL's own user.
+    database_role: str = "examreg_app"
     redis_url: str | None = None
     data_dir: Path = Path(".examreg")
     stream_shards: int = 8
@@ -96,6 +100,11 @@ class Settings:
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Opt-in anonymised arrival log for load-test replay: time, method, route template, status.
     arrival_log: Path | None = None
+
+    @property
+    def service_role(self) -> str | None:
+        """The PostgreSQL role the long-running services switch to, or None (the URL's user)."""
+        return None if self.database_role == "none" else self.database_role
 
     def shard_of(self, candidate_id: int) -> int:
         """The stream shard a candidate always maps to (architecture §4)."""
@@ -166,6 +175,7 @@ _SCALARS = {
     "str | None": str,
     "Path | None": Path,
 }
+_ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _POSITIVE = {
     "stream_shards",
     "max_backlog_per_shard",
@@ -206,6 +216,11 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     for name in _POSITIVE:
         if getattr(settings, name) < 1:
             raise SettingsError(f"EXAMREG_{name.upper()} must be at least 1")
+    if not _ROLE_NAME.fullmatch(settings.database_role):
+        raise SettingsError(
+            f"EXAMREG_DATABASE_ROLE={settings.database_role!r}: use a plain role name"
+            " (a-z, 0-9, _; at most 63) or none"
+        )
     if not 0 < settings.redis_memory_limit_ratio <= 1:
         raise SettingsError("EXAMREG_REDIS_MEMORY_LIMIT_RATIO must be in (0, 1]")
     if not settings.secret_key:

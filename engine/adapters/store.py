@@ -74,8 +74,15 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     (the staging tables are ON COMMIT DELETE ROWS and every transaction is closed)."""
 
 
-async def create_pool(dsn: str, *, size: int = 10, io_timeout: float = 5.0) -> asyncpg.Pool:
-    """A pool whose connections decode jsonb and time out every command."""
+async def create_pool(
+    dsn: str, *, size: int = 10, io_timeout: float = 5.0, role: str | None = None
+) -> asyncpg.Pool:
+    """A pool whose connections decode jsonb and time out every command.
+
+    With `role`, every connection acts as that role from its start (the startup packet sets it,
+    so neither RESET ROLE nor RESET ALL goes back to the URL's user): the services' own role,
+    whose grants migration 0005 sets (audit_log: INSERT and SELECT only).
+    """
     pool = await asyncpg.create_pool(
         dsn,
         min_size=1,
@@ -84,6 +91,7 @@ async def create_pool(dsn: str, *, size: int = 10, io_timeout: float = 5.0) -> a
         timeout=io_timeout,
         init=_init_connection,
         reset=_no_reset,
+        server_settings={"role": role} if role else None,
     )
     assert pool is not None
     return pool

@@ -2,19 +2,23 @@
 
 The staff JSON API takes its session from the `Authorization` header only, so a link clicked in
 the console (whose cookie a browser sends with any top-level GET) cannot run an audited read
-under the agent's name with someone else's reason.
+under the agent's name with someone else's reason. Every search needs a reason and records the
+candidates it showed. The table is append-only: the application's role may INSERT and SELECT
+and nothing else, and a trigger refuses UPDATE, DELETE and TRUNCATE even to the table's owner.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import asyncpg
 import pytest
 
+from engine.adapters import store
 from engine.adapters.passwords import make_hasher
-from tests.conftest import Harness
-from tests.support import hidden
+from tests.conftest import Harness, Servers
+from tests.support import drain, form_for, hidden
 
 pytestmark = pytest.mark.anyio
 
@@ -153,3 +157,130 @@ async def test_the_console_search_needs_a_reason_and_records_what_it_showed(
         (None, None),
         ("call 12", [target["candidate_id"]]),
     ]
+
+
+# -- the table itself: append-only -----------------------------------------------------------------
+
+APP_ROLE = "examreg_app"
+
+
+async def _audit_row(conn: Any) -> int:
+    audit_id = await conn.fetchval(
+        "INSERT INTO audit_log (role, action, reason, detail)"
+        " VALUES ('support', 'search', 'ticket 1', '{}') RETURNING audit_id"
+    )
+    return int(audit_id)
+
+
+async def test_the_application_role_may_insert_and_select_audit_rows_and_nothing_else(
+    settings: Any, pool: asyncpg.Pool
+) -> None:
+    assert settings.database_url
+    conn = await asyncpg.connect(settings.database_url, server_settings={"role": APP_ROLE})
+    try:
+        assert await conn.fetchval("SELECT current_user") == APP_ROLE
+        audit_id = await _audit_row(conn)
+        assert await conn.fetchval("SELECT reason FROM audit_log WHERE audit_id = $1", audit_id)
+        for statement in (
+            "UPDATE audit_log SET reason = 'rewritten'",
+            "DELETE FROM audit_log",
+            "TRUNCATE audit_log",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(statement)
+    finally:
+        await conn.close()
+    granted = await pool.fetch(
+        "SELECT privilege_type FROM information_schema.role_table_grants"
+        " WHERE grantee = $1 AND table_name = 'audit_log'",
+        APP_ROLE,
+    )
+    assert {r["privilege_type"] for r in granted} == {"INSERT", "SELECT"}
+    assert await pool.fetchval("SELECT reason FROM audit_log") == "ticket 1"
+
+
+async def test_the_trigger_refuses_updates_and_deletes_even_for_the_tables_owner(
+    pool: asyncpg.Pool,
+) -> None:
+    """The test pool connects as the owner (the server's superuser): privileges do not stop it,
+    the trigger does, whether the statement would touch a row or none."""
+    async with pool.acquire() as conn:
+        assert await conn.fetchval(
+            "SELECT tableowner = current_user FROM pg_tables WHERE tablename = 'audit_log'"
+        )
+        audit_id = await _audit_row(conn)
+        for statement in (
+            "UPDATE audit_log SET reason = 'rewritten'",
+            "UPDATE audit_log SET reason = 'rewritten' WHERE false",
+            "DELETE FROM audit_log",
+            "DELETE FROM audit_log WHERE false",
+            "TRUNCATE audit_log",
+        ):
+            with pytest.raises(asyncpg.PostgresError, match="append-only"):
+                await conn.execute(statement)
+        assert (
+            await conn.fetchval("SELECT reason FROM audit_log WHERE audit_id = $1", audit_id)
+            == "ticket 1"
+        )
+
+
+async def test_the_api_and_the_writer_run_as_the_application_role(
+    harness: Harness, roster: list[dict[str, Any]], pool: asyncpg.Pool, aredis: Any
+) -> None:
+    """The whole flow works with the application role's grants alone: login, submission, the
+    writer's batch, a password change and a desk read with its audit row."""
+    svc = harness.services
+    assert await svc.pool.fetchval("SELECT current_user") == APP_ROLE
+    candidate = roster[26]
+    auth = await harness.login(candidate)
+    put = await harness.client.put(
+        "/api/v1/me/registration",
+        json=form_for(candidate),
+        headers={**auth, "Idempotency-Key": "role-1"},
+    )
+    assert put.status_code == 202, put.text
+    assert harness.settings.database_url
+    writer_pool = await store.create_pool(harness.settings.database_url, size=2, role=APP_ROLE)
+    try:
+        assert await writer_pool.fetchval("SELECT current_user") == APP_ROLE
+        await drain(harness.settings, writer_pool, aredis)
+    finally:
+        await writer_pool.close()
+    persisted = await harness.client.get("/api/v1/me/registration", headers=auth)
+    assert persisted.json()["status"] == "persisted"
+    changed = await harness.client.post(
+        "/api/v1/auth/password",
+        json={"current_password": "Test-password-2026", "new_password": "Moi-mat-khau-2026"},
+        headers=auth,
+    )
+    assert changed.status_code == 200, changed.text
+    desk = {"Authorization": f"Bearer {await _desk_agent(harness, pool, 'desk.role', 'admin')}"}
+    detail = await harness.client.get(
+        f"{SEARCH}/{candidate['candidate_id']}", params={"reason": "ticket 9"}, headers=desk
+    )
+    assert detail.status_code == 200 and detail.json()["current"]["version"] == 1
+    assert (await harness.client.get("/api/v1/support/audit", headers=desk)).status_code == 200
+
+
+async def test_the_migration_runs_again_on_a_server_that_has_the_role(servers: Servers) -> None:
+    """Roles belong to the whole server: a second database (another deployment's, a test's
+    template) migrates without tripping over the role the first one created."""
+    name = f"t_role_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(servers.database_url)
+    try:
+        assert await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", APP_ROLE)
+        await admin.execute(f"CREATE DATABASE {name}")
+        conn = await asyncpg.connect(servers.database_url.rsplit("/", 1)[0] + f"/{name}")
+        try:
+            applied = await store.migrate(conn)
+            assert "0005_app_role_audit_append_only.sql" in applied
+            assert await conn.fetchval(
+                "SELECT has_table_privilege($1, 'audit_log', 'INSERT')"
+                " AND NOT has_table_privilege($1, 'audit_log', 'DELETE')",
+                APP_ROLE,
+            )
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()
