@@ -420,6 +420,14 @@ async def set_staff_disabled(
     return None if staff_id is None else int(staff_id)
 
 
+async def reset_staff_password(
+    conn: asyncpg.Pool | asyncpg.Connection, username: str, password_hash: str
+) -> int | None:
+    """A new password to change at next login; the account's id, or None if there is none."""
+    staff_id = await conn.fetchval(QUERIES["reset_staff_password"], username, password_hash)
+    return None if staff_id is None else int(staff_id)
+
+
 async def set_staff_role(
     conn: asyncpg.Pool | asyncpg.Connection,
     username: str,

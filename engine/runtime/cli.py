@@ -241,6 +241,29 @@ def cmd_staff_disable(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_staff_reset_password(args: argparse.Namespace, settings: Settings) -> int:
+    """A new password for a staff member who lost theirs: changed at next login, sessions end."""
+    dsn, redis_url = require_urls(settings)
+    username = _staff_username(args)
+    password = args.password or secrets.token_urlsafe(9)
+    password_hash = make_hasher(settings).hash(password)
+
+    async def run(conn: backend.Connection) -> int | None:
+        return await store.reset_staff_password(conn, username, password_hash)
+
+    staff_id = asyncio.run(with_connection(dsn, run))
+    if staff_id is None:
+        raise UsageError(f"no staff account {username}")
+    try:
+        count = asyncio.run(_end_staff_sessions(settings, redis_url, staff_id))
+        ended = f"{count} session(s) ended"
+    except backend.REDIS_ERRORS as exc:
+        # The old sessions still cannot act: they are refused until the new password is changed.
+        ended = f"its sessions could not be ended now ({exc})"
+    print(f"staff {username} password={password} (to change at next login); {ended}")
+    return 0
+
+
 async def _end_staff_sessions(settings: Settings, redis_url: str, staff_id: int) -> int:
     client = streams.connect(redis_url, timeout=settings.io_timeout_seconds)
     try:
@@ -367,6 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
         toggle = staff_sub.add_parser(action, help=text)
         toggle.add_argument("username")
         toggle.set_defaults(func=cmd_staff_disable)
+    reset = staff_sub.add_parser(
+        "reset-password", help="a new password, to change at next login; ends the sessions"
+    )
+    reset.add_argument("username")
+    reset.add_argument("--password", default=None)
+    reset.set_defaults(func=cmd_staff_reset_password)
     set_role = staff_sub.add_parser("set-role", help="another role (and school) from now on")
     set_role.add_argument("username")
     set_role.add_argument("--role", required=True, choices=roles)

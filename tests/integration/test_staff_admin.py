@@ -161,3 +161,29 @@ async def test_disable_ends_the_sessions_and_refuses_logins_until_enabled(
     assert back.status_code == 200
     again = {"Authorization": f"Bearer {back.json()['token']}"}
     assert (await harness.client.get(SEARCH, params=params, headers=again)).status_code == 200
+
+
+async def test_reset_password_issues_a_new_one_to_change_and_ends_the_sessions(
+    harness: Harness, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Since `create` no longer overwrites, a forgotten staff password has a command of its own."""
+    assert (
+        await examreg("staff", "create", "desk.four", "--role", "support", "--password", PASSWORD)
+        == 0
+    )
+    auth = await _ready(harness.client, "desk.four")
+    capsys.readouterr()
+    assert (
+        await examreg("staff", "reset-password", "desk.four", "--password", "Reset-pass-2026") == 0
+    )
+    assert "1 session(s) ended" in capsys.readouterr().out
+    params = {"candidate_id": "1", "reason": "ticket 6"}
+    assert (await harness.client.get(SEARCH, params=params, headers=auth)).status_code == 401
+    assert (await _login(harness.client, "desk.four", NEW_PASSWORD)).status_code == 401
+    fresh = await _login(harness.client, "desk.four", "Reset-pass-2026")
+    assert fresh.status_code == 200 and fresh.json()["must_change_password"] is True
+    forced = await harness.client.get(
+        SEARCH, params=params, headers={"Authorization": f"Bearer {fresh.json()['token']}"}
+    )
+    assert forced.status_code == 403 and forced.json()["code"] == "password_change_required"
+    assert await examreg("staff", "reset-password", "nobody.here") == 2

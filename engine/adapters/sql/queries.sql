@@ -153,6 +153,12 @@ SET disabled_at = CASE WHEN $2::boolean THEN coalesce(disabled_at, now()) END
 WHERE username = $1
 RETURNING staff_id;
 
+-- name: reset_staff_password
+-- A new issued password: to be changed at the next login.
+UPDATE staff SET password_hash = $2, must_change_password = true
+WHERE username = $1
+RETURNING staff_id;
+
 -- name: set_staff_role
 UPDATE staff SET role = $2, province_code = $3, school_code = $4
 WHERE username = $1
