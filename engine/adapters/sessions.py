@@ -53,7 +53,8 @@ class SessionStore:
     ) -> tuple[str, float]:
         """A new random token (rotated at every login) and its absolute expiry (epoch seconds).
 
-        `scope` carries what a staff session is allowed (role, school) for the session's life.
+        `scope` carries the session's CSRF token and whether a password change is pending; what
+        a staff member may do is read from the staff row on every request, never kept here.
         """
         token = secrets.token_urlsafe(16)  # 128 bits
         now = time.time()

@@ -52,7 +52,7 @@ async def logout(request: Request) -> Response:
 async def change_password(request: Request) -> Response:
     """200 with the new session (token and cookie): every session of the account has ended."""
     session = await current_session(request, "staff")
-    await staff_member(services(request), session, ROLES, forced_ok=True)
+    await staff_member(services(request), session, ROLES, forced_ok=True)  # exists, enabled
     fields = string_fields(await read_json(request, 4096), ("current_password", "new_password"))
     opened = await change_staff_password(
         services(request), session, fields["current_password"], fields["new_password"]

@@ -27,7 +27,7 @@ from starlette.routing import Route
 from engine.adapters import store
 from engine.adapters.sessions import Session
 from engine.errors import (
-    ExamregError,
+    Forbidden,
     InvalidCredentials,
     InvalidRequest,
     NotFound,
@@ -177,7 +177,7 @@ async def login_page(request: Request) -> Response:
         try:
             await staff_member(services(request), session, DESK_ROLES, forced_ok=True)
             return RedirectResponse(HOME, 303)
-        except ExamregError:  # gone, or not a desk role: this page is where they belong
+        except (Unauthenticated, Forbidden):  # gone, disabled, or no desk role: log in here
             pass
     return _login_page(request)
 
