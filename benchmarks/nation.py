@@ -83,7 +83,7 @@ async def mint_sessions(
                     "created": now,
                     "login": nid,
                     "slid": now,
-                    "scope": {},
+                    "scope": {"must_change": False},  # seeded with --load-test-password
                 }
                 batch[f"examreg:session:{digest}"] = orjson.dumps(payload)
             await client.mset(batch)

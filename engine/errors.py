@@ -130,6 +130,14 @@ class FormExpired(Forbidden):
     title_en = "This form has expired or is not valid. Please reload the page and try again."
 
 
+class PasswordChangeRequired(Forbidden):
+    """The account still has its issued (or reset) password: only a change or a logout may pass."""
+
+    code = "password_change_required"
+    title = "Bạn cần đổi mật khẩu được cấp (hoặc mật khẩu tạm thời) trước khi làm việc khác."
+    title_en = "You must change the password you were issued (or given at a reset) first."
+
+
 class NotFound(ExamregError):
     """Unknown resource, or one that is not the caller's (the two look the same on purpose)."""
 

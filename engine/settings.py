@@ -62,6 +62,9 @@ class Settings:
     """Everything configurable, with safe defaults (see the README's configuration table)."""
 
     database_url: str | None = None
+    # The role the API workers and writers act as once connected (migration 0005 creates it with
+    # the grants they need, and audit_log append-only); "none": the URL's own user.
+    database_role: str = "examreg_app"
     redis_url: str | None = None
     data_dir: Path = Path(".examreg")
     stream_shards: int = 8
@@ -116,6 +119,11 @@ class Settings:
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Opt-in anonymised arrival log for load-test replay: time, method, route template, status.
     arrival_log: Path | None = None
+
+    @property
+    def service_role(self) -> str | None:
+        """The PostgreSQL role the long-running services switch to, or None (the URL's user)."""
+        return None if self.database_role == "none" else self.database_role
 
     def shard_of(self, candidate_id: int) -> int:
         """The stream shard a candidate always maps to (architecture §4)."""
@@ -222,6 +230,7 @@ _SCALARS = {
     "str | None": str,
     "Path | None": Path,
 }
+_ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # The accepted range of every number (inclusive), checked at start-up: a value outside it is a
 # typo or a setting that would quietly switch a protection off (a limit of 0 login failures,
 # 8 KiB of argon2 memory, a negative session lifetime).
@@ -313,6 +322,11 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     values.update(overrides)
     settings = Settings(**values)  # type: ignore[arg-type]
     _check_ranges(settings)
+    if not _ROLE_NAME.fullmatch(settings.database_role):
+        raise SettingsError(
+            f"EXAMREG_DATABASE_ROLE={settings.database_role!r}: use a plain role name"
+            " (a-z, 0-9, _; at most 63) or none"
+        )
     if not settings.secret_key:
         # Sessions live in Redis, so the key only salts non-secret digests; a random one is safe.
         object.__setattr__(settings, "secret_key", secrets.token_hex(32))

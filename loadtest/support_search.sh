@@ -33,7 +33,7 @@ async def main(dsn, out):
              "name_dob": {"name": r["name_folded"], "date_of_birth": r["date_of_birth"].isoformat()},
              "prefix": {"name": " ".join(r["name_folded"].split()[:2])},
              "school": {"province_code": r["province_code"], "school_code": r["school_code"]}}[kind]
-        lines.append(urllib.parse.urlencode(q))
+        lines.append(urllib.parse.urlencode({**q, "reason": "load test ticket LT-0001"}))
     open(out, "w").write("\n".join(lines) + "\n")
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 PY
@@ -42,6 +42,10 @@ spawn api.log "$BIN/examreg" serve --workers 2 --port $PORT
 wait_ready "http://127.0.0.1:$PORT/readyz"
 token=$(curl -sf -X POST "http://127.0.0.1:$PORT/api/v1/staff/login" -H 'Content-Type: application/json' \
   -d '{"username":"desk.bench","password":"Bench-pass-2026"}' | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+# A new account must replace its issued password first; the change hands out the session to use.
+token=$(curl -sf -X POST "http://127.0.0.1:$PORT/api/v1/staff/password" -H 'Content-Type: application/json' \
+  -H "Authorization: Bearer $token" -d '{"current_password":"Bench-pass-2026","new_password":"Bench-pass-2027"}' \
+  | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 for think in 0 100; do
   echo "-- 34 agents, think time ${think} ms between searches (0 = back to back, saturation)"
   wrk -t2 -c34 -d"${SECONDS_PER_RUN}s" --latency -s loadtest/search.lua "http://127.0.0.1:$PORT" \

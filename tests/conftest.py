@@ -2,8 +2,9 @@
 
 The servers are the embedded default, started once per session in a temporary directory, unless
 EXAMREG_DATABASE_URL and EXAMREG_REDIS_URL point at servers of your own. The schema and a small
-roster go into a template database once; each test gets its own copy (CREATE DATABASE … TEMPLATE),
-and Redis is flushed before each test (the server-side functions survive FLUSHALL).
+roster (past the first-login password change) go into a template database once; each test gets
+its own copy (CREATE DATABASE … TEMPLATE), and Redis is flushed before each test (the
+server-side functions survive FLUSHALL).
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ async def _build_template(servers: Servers) -> list[dict[str, Any]]:
         await store.migrate(conn)
         rows, roster = build_roster_rows()
         ids = await store.insert_candidates(conn, rows)
+        # The roster after the first-login change: a test of the forced change (403
+        # password_change_required, the /password page) sets the flag for its own candidate.
+        await conn.execute("UPDATE candidates SET must_change_password = false")
         for entry in roster:
             entry["candidate_id"] = ids[entry["national_id"]]
     finally:

@@ -59,7 +59,8 @@ class SessionStore:
     ) -> tuple[str, float]:
         """A new random token (rotated at every login) and its absolute expiry (epoch seconds).
 
-        `scope` carries what a staff session is allowed (role, school) for the session's life.
+        `scope` carries the session's CSRF token and whether a password change is pending; what
+        a staff member may do is read from the staff row on every request, never kept here.
         """
         token = secrets.token_urlsafe(16)  # 128 bits
         now = time.time()
@@ -77,7 +78,7 @@ class SessionStore:
         index = self._subject_key(kind, subject)
         pipe = self._client.pipeline(transaction=True)
         pipe.set(self._key(digest), payload, ex=self._idle)
-        pipe.sadd(index, digest)  # lets a password reset revoke every session of the account
+        pipe.sadd(index, digest)  # lets a password change or reset end every session of the account
         pipe.expire(index, self._absolute)
         await pipe.execute()
         return token, now + self._absolute
@@ -133,20 +134,33 @@ class SessionStore:
         return value
 
     async def revoke(self, session: Session) -> None:
-        await self._client.delete(self._key(session.token_digest))
-        await self._client.srem(
-            self._subject_key(session.kind, session.subject), session.token_digest
-        )
+        await self._revoke_digest(session.kind, session.subject, session.token_digest)
+
+    async def revoke_token(self, kind: SessionKind, subject: int, token: str) -> None:
+        """End the session of this token (one just opened, before anyone holds it)."""
+        await self._revoke_digest(kind, subject, _digest(token))
+
+    async def _revoke_digest(self, kind: SessionKind, subject: int, digest: str) -> None:
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(self._key(digest))
+        pipe.srem(self._subject_key(kind, subject), digest)
+        await pipe.execute()
 
     async def revoke_all(self, kind: SessionKind, subject: int) -> int:
-        """End every session of an account (password reset); return how many were live."""
+        """End every session of an account (password change or reset); return how many were live.
+
+        Only the digests read are removed from the index, in one transaction with their keys: a
+        session opened meanwhile stays listed, so the next revocation still finds it.
+        """
         index = self._subject_key(kind, subject)
         digests: Any = await self._client.smembers(index)
         if not digests:
             return 0
-        removed = int(await self._client.delete(*(self._key(d) for d in digests)))
-        await self._client.delete(index)
-        return removed
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(*(self._key(d) for d in digests))
+        pipe.srem(index, *digests)
+        removed, _ = await pipe.execute()
+        return int(removed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,8 +74,15 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     (the staging tables are ON COMMIT DELETE ROWS and every transaction is closed)."""
 
 
-async def create_pool(dsn: str, *, size: int = 10, io_timeout: float = 5.0) -> asyncpg.Pool:
-    """A pool whose connections decode jsonb and time out every command."""
+async def create_pool(
+    dsn: str, *, size: int = 10, io_timeout: float = 5.0, role: str | None = None
+) -> asyncpg.Pool:
+    """A pool whose connections decode jsonb and time out every command.
+
+    With `role`, every connection acts as that role from its start (the startup packet sets it,
+    so neither RESET ROLE nor RESET ALL goes back to the URL's user): the services' own role,
+    whose grants migration 0005 sets (audit_log: INSERT and SELECT only).
+    """
     pool = await asyncpg.create_pool(
         dsn,
         min_size=1,
@@ -84,6 +91,7 @@ async def create_pool(dsn: str, *, size: int = 10, io_timeout: float = 5.0) -> a
         timeout=io_timeout,
         init=_init_connection,
         reset=_no_reset,
+        server_settings={"role": role} if role else None,
     )
     assert pool is not None
     return pool
@@ -183,6 +191,12 @@ def roster_entry(row: Mapping[str, Any] | asyncpg.Record) -> dict[str, Any]:
     }
 
 
+async def candidate_must_change_password(pool: asyncpg.Pool, candidate_id: int) -> bool | None:
+    """Whether the candidate still has to replace an issued password (None: no such candidate)."""
+    value = await pool.fetchval(QUERIES["candidate_must_change_password"], candidate_id)
+    return None if value is None else bool(value)
+
+
 async def candidate_password_hash(pool: asyncpg.Pool, candidate_id: int) -> str | None:
     value = await pool.fetchval(QUERIES["candidate_password_hash"], candidate_id)
     return None if value is None else str(value)
@@ -205,6 +219,7 @@ class NewCandidate:
     school_code: str
     phone: str | None
     password_hash: str
+    must_change_password: bool = True  # an issued password; only load-test rosters say False
 
 
 _CANDIDATE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(NewCandidate))
@@ -323,6 +338,24 @@ async def staff_login(pool: asyncpg.Pool, username: str) -> StaffRecord | None:
     return None if row is None else StaffRecord(*row)
 
 
+@dataclass(frozen=True, slots=True)
+class StaffMember:
+    """A staff account as every staff request reads it: who, what role, what is pending."""
+
+    staff_id: int
+    username: str
+    role: str
+    province_code: str | None
+    school_code: str | None
+    must_change_password: bool
+    disabled: bool
+
+
+async def staff_member(pool: asyncpg.Pool, staff_id: int) -> StaffMember | None:
+    row = await pool.fetchrow(QUERIES["staff_member"], staff_id)
+    return None if row is None else StaffMember(*row)
+
+
 async def staff_password_hash(pool: asyncpg.Pool, staff_id: int) -> str | None:
     value = await pool.fetchval(QUERIES["staff_password_hash"], staff_id)
     return None if value is None else str(value)
@@ -339,7 +372,8 @@ async def create_staff(
     role: str,
     school: tuple[str, str] | None = None,
     must_change_password: bool = True,
-) -> int:
+) -> int | None:
+    """A new staff account's id; None if the username is taken (nothing is overwritten)."""
     province, school_code = school if school else (None, None)
     staff_id = await pool.fetchval(
         QUERIES["create_staff"],
@@ -350,7 +384,35 @@ async def create_staff(
         school_code,
         must_change_password,
     )
-    return int(staff_id)
+    return None if staff_id is None else int(staff_id)
+
+
+async def set_staff_disabled(
+    conn: asyncpg.Pool | asyncpg.Connection, username: str, disabled: bool
+) -> int | None:
+    """Disable or enable an account; its id, or None if there is no such account."""
+    staff_id = await conn.fetchval(QUERIES["set_staff_disabled"], username, disabled)
+    return None if staff_id is None else int(staff_id)
+
+
+async def reset_staff_password(
+    conn: asyncpg.Pool | asyncpg.Connection, username: str, password_hash: str
+) -> int | None:
+    """A new password to change at next login; the account's id, or None if there is none."""
+    staff_id = await conn.fetchval(QUERIES["reset_staff_password"], username, password_hash)
+    return None if staff_id is None else int(staff_id)
+
+
+async def set_staff_role(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    username: str,
+    role: str,
+    school: tuple[str, str] | None,
+) -> int | None:
+    """Give an account another role (and school); its id, or None if there is no such account."""
+    province, school_code = school if school else (None, None)
+    staff_id = await conn.fetchval(QUERIES["set_staff_role"], username, role, province, school_code)
+    return None if staff_id is None else int(staff_id)
 
 
 async def school_codes(conn: asyncpg.Connection) -> set[tuple[str, str]]:

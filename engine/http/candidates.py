@@ -24,14 +24,25 @@ from engine.http.plumbing import (
     current_session,
     password_login,
     read_json,
+    session_answer,
     string_fields,
 )
 from engine.http.responses import api_language, json_response, services
 from engine.services import candidates
 
 
-async def candidate_session(request: Request) -> Session:
-    return await current_session(request, "candidate")
+async def candidate_session(request: Request, *, forced_ok: bool = False) -> Session:
+    """The caller's candidate session, past the forced password change unless `forced_ok`.
+
+    Raises:
+        Unauthenticated: no live candidate session.
+        PasswordChangeRequired: the issued password is still in use (only the password change
+            and logout pass with `forced_ok`).
+    """
+    session = await current_session(request, "candidate")
+    if not forced_ok:
+        await candidates.require_password_changed(services(request), session)
+    return session
 
 
 async def login(request: Request) -> Response:
@@ -46,13 +57,14 @@ async def logout(request: Request) -> Response:
 
 
 async def change_password(request: Request) -> Response:
+    """200 with the new session (token and cookie): every session of the account has ended."""
     svc = services(request)
-    session = await candidate_session(request)
+    session = await candidate_session(request, forced_ok=True)
     fields = string_fields(await read_json(request, 4096), ("current_password", "new_password"))
-    await candidates.set_password(
+    opened = await candidates.change_password(
         svc, session, client_address(request), fields["current_password"], fields["new_password"]
     )
-    return Response(status_code=204)
+    return session_answer(request, "candidate", opened.token, opened.expires, False)
 
 
 # -- profile and registration ----------------------------------------------------------------------

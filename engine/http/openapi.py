@@ -39,6 +39,8 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 
 _OBJ: dict[str, Any] = {"type": "object"}
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}, {"cookie": []}]
+# Staff calls: the header only, never the console's cookie (a clicked link must not act).
+_STAFF: list[dict[str, list[str]]] = [{"bearer": []}]
 
 _FORM = {
     "type": "object",
@@ -107,6 +109,16 @@ _FORM = {
     },
 }
 
+_SESSION = {
+    "type": "object",
+    "required": ["token", "expires_at", "must_change_password"],
+    "properties": {
+        "token": {"type": "string", "description": "Send as `Authorization: Bearer <token>`"},
+        "expires_at": {"type": "string", "format": "date-time"},
+        "must_change_password": {"type": "boolean"},
+    },
+}
+
 _RECEIPT = {
     "type": "object",
     "required": ["receipt_id", "version", "status"],
@@ -131,7 +143,7 @@ def _paths() -> dict[str, Any]:
         "/api/v1/auth/login": {
             "post": _op(
                 "Log in with the 12-digit ID and the password the school issued",
-                {"200": _json(_OBJ)},
+                {"200": _json(_SESSION)},
                 (400, 401, 413, 415, 422, 429, 503),
                 requestBody=_body(
                     {
@@ -152,8 +164,9 @@ def _paths() -> dict[str, Any]:
         },
         "/api/v1/auth/password": {
             "post": _op(
-                "Change the password",
-                {"204": {"description": "Changed"}},
+                "Change the password: every session of the account ends (this one too); the"
+                " caller goes on with the new session returned (token and cookie)",
+                {"200": _json(_SESSION, "Changed; the new session")},
                 (400, 401, 415, 422, 429, 503),
                 security=_BEARER,
                 requestBody=_body(_OBJ),
@@ -162,7 +175,7 @@ def _paths() -> dict[str, Any]:
         "/api/v1/staff/login": {
             "post": _op(
                 "Staff login (support, school, operator, admin)",
-                {"200": _json(_OBJ)},
+                {"200": _json(_SESSION)},
                 (400, 401, 413, 415, 422, 429, 503),
                 requestBody=_body(
                     {
@@ -181,25 +194,27 @@ def _paths() -> dict[str, Any]:
                 "Revoke the staff session",
                 {"204": {"description": "Logged out"}},
                 (401,),
-                security=_BEARER,
+                security=_STAFF,
             )
         },
         "/api/v1/staff/password": {
             "post": _op(
-                "Change the staff password",
-                {"204": {"description": "Changed"}},
+                "Change the staff password: every session of the account ends (this one too);"
+                " the caller goes on with the new session returned",
+                {"200": _json(_SESSION, "Changed; the new session")},
                 (400, 401, 403, 415, 422, 429, 503),
-                security=_BEARER,
+                security=_STAFF,
                 requestBody=_body(_OBJ),
             )
         },
         "/api/v1/support/candidates": {
             "get": _op(
                 "Search candidates by national_id, candidate_id, name [+ date_of_birth]"
-                " or province_code + school_code; audited",
+                " or province_code + school_code, with a reason (required); audited with the"
+                " IDs of the candidates shown",
                 {"200": _json(_OBJ)},
                 (401, 403, 422),
-                security=_BEARER,
+                security=_STAFF,
                 parameters=[
                     _query(n)
                     for n in (
@@ -211,9 +226,9 @@ def _paths() -> dict[str, Any]:
                         "school_code",
                         "page",
                         "page_size",
-                        "reason",
                     )
-                ],
+                ]
+                + [_query("reason", True)],
             )
         },
         "/api/v1/support/candidates/{candidate_id}": {
@@ -221,7 +236,7 @@ def _paths() -> dict[str, Any]:
                 "Candidate detail, every version, the pipeline state; audited; reason required",
                 {"200": _json(_OBJ)},
                 (401, 403, 404, 422),
-                security=_BEARER,
+                security=_STAFF,
                 parameters=[_path("candidate_id"), _query("reason", True), _query("reveal")],
             )
         },
@@ -230,7 +245,7 @@ def _paths() -> dict[str, Any]:
                 "Issue a one-time password, force a change, revoke sessions; audited",
                 {"200": _json(_OBJ)},
                 (401, 403, 404, 415, 422),
-                security=_BEARER,
+                security=_STAFF,
                 parameters=[_path("candidate_id")],
                 requestBody=_body(_OBJ),
             )
@@ -240,7 +255,7 @@ def _paths() -> dict[str, Any]:
                 "The audit log (admin)",
                 {"200": _json(_OBJ)},
                 (401, 403, 422),
-                security=_BEARER,
+                security=_STAFF,
                 parameters=[
                     _query(n) for n in ("staff", "candidate", "since", "until", "page", "reason")
                 ],
@@ -248,14 +263,17 @@ def _paths() -> dict[str, Any]:
         },
         "/api/v1/me": {
             "get": _op(
-                "The candidate's roster profile", {"200": _json(_OBJ)}, (401,), security=_BEARER
+                "The candidate's roster profile",
+                {"200": _json(_OBJ)},
+                (401, 403),
+                security=_BEARER,
             )
         },
         "/api/v1/me/registration": {
             "put": _op(
                 "Submit or edit the registration (acknowledged once durable)",
                 {"202": _json(_RECEIPT, "Accepted: durably queued")},
-                (400, 401, 409, 413, 415, 422, 429, 503),
+                (400, 401, 403, 409, 413, 415, 422, 429, 503),
                 security=_BEARER,
                 parameters=[idem],
                 requestBody=_body(_FORM),
@@ -263,7 +281,7 @@ def _paths() -> dict[str, Any]:
             "get": _op(
                 "The newest accepted version, queued or persisted",
                 {"200": _json(_OBJ)},
-                (401, 404),
+                (401, 403, 404),
                 security=_BEARER,
             ),
         },
@@ -271,7 +289,7 @@ def _paths() -> dict[str, Any]:
             "get": _op(
                 "A receipt's status",
                 {"200": _json(_RECEIPT)},
-                (401, 404),
+                (401, 403, 404),
                 security=_BEARER,
                 parameters=[
                     {
@@ -299,7 +317,7 @@ def _paths() -> dict[str, Any]:
                 " (operator, admin; docs/capacity.md)",
                 {"200": _json(_OBJ)},
                 (401, 403, 422, 503),
-                security=_BEARER,
+                security=_STAFF,
                 parameters=[
                     {
                         "name": "target_seconds",
@@ -338,7 +356,9 @@ def document() -> dict[str, Any]:
             " "
             "Errors are application/problem+json with a stable `code`. Any request may also get "
             "400 `untrusted_host` (a Host header not in EXAMREG_TRUSTED_HOSTS), 405 with `Allow`, "
-            "408 `request_timeout` (headers too slow) or 431 `headers_too_large`.",
+            "408 `request_timeout` (headers too slow) or 431 `headers_too_large`. Until an issued"
+            " (or reset) password is replaced, every operation that needs a session answers 403"
+            " `password_change_required`, except the password change and the logout.",
         },
         "paths": _paths(),
         "components": {

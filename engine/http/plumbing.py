@@ -1,9 +1,10 @@
 """Request reading and session plumbing shared by the JSON endpoints and the pages.
 
 Owns: reading a body safely (size and time limits; JSON: content type, UTF-8), required string
-fields, the session token (Bearer header or cookie) and cookie, and the JSON face of the one
-password-login flow (`engine.services.accounts.authenticate`: throttle → look up → verify off the
-loop → rotate the session with a fresh CSRF token). It must not know what a registration is.
+fields, the session token (Bearer header, or the cookie where a cookie may say who is asking:
+`API_COOKIE`) and cookie, and the JSON face of the one password-login flow
+(`engine.services.accounts.authenticate`: throttle → look up → verify off the loop → rotate the
+session with a fresh CSRF token). It must not know what a registration is.
 """
 
 from __future__ import annotations
@@ -90,16 +91,28 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _token(request: Request, kind: SessionKind) -> str | None:
+# Whether the JSON API takes a session from its cookie too. Not for staff: a browser sends the
+# console's cookie with any top-level GET, a link clicked elsewhere included (SameSite=Lax), so a
+# link to `…/candidates/{id}?reveal=1&reason=…` would run an audited reveal under the clicking
+# agent's name with someone else's reason. Staff API calls carry `Authorization: Bearer` only; the
+# console's pages take the cookie and check a CSRF token on every read instead.
+API_COOKIE: dict[SessionKind, bool] = {"candidate": True, "staff": False}
+
+
+def _token(request: Request, kind: SessionKind, cookie: bool) -> str | None:
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
         return header[7:].strip() or None
-    return request.cookies.get(COOKIES[kind])
+    return request.cookies.get(COOKIES[kind]) if cookie else None
 
 
-async def current_session(request: Request, kind: SessionKind) -> Session:
-    """The caller's live session of this kind; a token of the other kind is no session at all."""
-    token = _token(request, kind)
+async def current_session(request: Request, kind: SessionKind, *, page: bool = False) -> Session:
+    """The caller's live session of this kind; a token of the other kind is no session at all.
+
+    The token comes from `Authorization: Bearer`, or from the session cookie for pages (`page`)
+    and for the candidates' JSON API (see `API_COOKIE`).
+    """
+    token = _token(request, kind, page or API_COOKIE[kind])
     if not token or len(token) > 64:
         raise Unauthenticated()
     session = await services(request).sessions.get(token, kind)
@@ -140,14 +153,26 @@ async def password_login(
         client_address(request),
         lookup,
     )
+    return session_answer(
+        request, kind, login.token, login.expires, login.account.must_change_password
+    )
+
+
+def session_answer(
+    request: Request, kind: SessionKind, token: str, expires: float, must_change_password: bool
+) -> Response:
+    """A new session as the JSON API hands it out (login, password change): the token in the
+    body, and in the HttpOnly cookie."""
     response = json_response(
         {
-            "token": login.token,
-            "expires_at": datetime.fromtimestamp(login.expires, UTC).isoformat(),
-            "must_change_password": login.account.must_change_password,
-        }
+            "token": token,
+            "expires_at": datetime.fromtimestamp(expires, UTC).isoformat(),
+            "must_change_password": must_change_password,
+        },
+        headers={"Cache-Control": "no-store"},
     )
-    set_session_cookie(response, request, kind, login.token, svc.settings.session_absolute_seconds)
+    max_age = services(request).settings.session_absolute_seconds
+    set_session_cookie(response, request, kind, token, max_age)
     return response
 
 

@@ -17,20 +17,26 @@ from engine.http.plumbing import (
     current_session,
     password_login,
     read_json,
+    session_answer,
     string_fields,
 )
 from engine.http.responses import services
-from engine.services.staff import ROLES, StaffSession, set_password, staff_account, staff_of
+from engine.services.staff import ROLES, StaffSession, staff_account, staff_member
+from engine.services.staff import change_password as change_staff_password
 
 
-async def require_staff(request: Request, roles: frozenset[str]) -> StaffSession:
-    """The caller's staff session if their role is in `roles`.
+async def require_staff(
+    request: Request, roles: frozenset[str], *, forced_ok: bool = False
+) -> StaffSession:
+    """The caller's staff session if their role (read from the staff row) is in `roles`.
 
     Raises:
         Unauthenticated: no staff session (a candidate's token does not count).
+        PasswordChangeRequired: the issued password is still in use (unless `forced_ok`).
         Forbidden: a staff session whose role is not admitted here.
     """
-    return staff_of(await current_session(request, "staff"), roles)
+    session = await current_session(request, "staff")
+    return await staff_member(services(request), session, roles, forced_ok=forced_ok)
 
 
 async def login(request: Request) -> Response:
@@ -45,17 +51,18 @@ async def logout(request: Request) -> Response:
 
 
 async def change_password(request: Request) -> Response:
+    """200 with the new session (token and cookie): every session of the account has ended."""
     session = await current_session(request, "staff")
-    staff_of(session, ROLES)
+    await staff_member(services(request), session, ROLES, forced_ok=True)  # exists, enabled
     fields = string_fields(await read_json(request, 4096), ("current_password", "new_password"))
-    await set_password(
+    opened = await change_staff_password(
         services(request),
         session,
         client_address(request),
         fields["current_password"],
         fields["new_password"],
     )
-    return Response(status_code=204)
+    return session_answer(request, "staff", opened.token, opened.expires, False)
 
 
 routes = [

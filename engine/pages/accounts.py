@@ -41,9 +41,13 @@ from engine.pages.page import (
     session_or_none,
 )
 from engine.pages.webform import first
-from engine.services.accounts import Account, Login, authenticate
+from engine.services.accounts import Account, Login, NewSession, authenticate
 from engine.services.container import Services
 from engine.types import SessionKind
+
+
+async def _always(svc: Services, session: Session) -> bool:
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,14 +91,15 @@ class AccountPages:
     forced_notice: str
     normalise: Callable[[str], str]
     lookup: Callable[[Services, str], Awaitable[Account | None]]
-    # (svc, session, client address, current, new): the current-password check is throttled.
-    set_password: Callable[[Services, Session, str, str, str], Awaitable[None]]
+    # (svc, session, client address, current, new): the current-password check is throttled;
+    # every session of the account ends and the new one returned goes on.
+    change_password: Callable[[Services, Session, str, str, str], Awaitable[NewSession]]
     signed_in: Callable[[Request], Awaitable[SignedIn]]  # raises Redirect when nobody is
     frame: Mapping[str, Any] = field(default_factory=dict)  # extra context of every page
     # After a correct password: None admits; a message key refuses (the session is revoked).
     admit: Callable[[Login], str | None] = lambda login: None
     # Whether an existing session skips the login page.
-    skips_login: Callable[[Session], bool] = lambda session: True
+    skips_login: Callable[[Services, Session], Awaitable[bool]] = _always
 
     def routes(self) -> list[Route]:
         return [
@@ -138,7 +143,7 @@ class AccountPages:
 
     async def login_page(self, request: Request) -> Response:
         session = await session_or_none(request, self.kind)
-        if session is not None and self.skips_login(session):
+        if session is not None and await self.skips_login(services(request), session):
             return RedirectResponse(self.home, 303)
         return self._login(request)
 
@@ -243,10 +248,13 @@ class AccountPages:
             errors["new_password_confirm"] = [t("password_mismatch")]
         else:
             try:
-                await self.set_password(
+                opened = await self.change_password(
                     signed.svc, signed.session, client_address(request), current, new
                 )
-                return RedirectResponse(self.after_change, 303)
+                response = RedirectResponse(self.after_change, 303)
+                max_age = signed.svc.settings.session_absolute_seconds
+                set_session_cookie(response, request, self.kind, opened.token, max_age)
+                return response
             except InvalidCredentials:
                 errors["current_password"] = [t("current_password_wrong")]
             except WeakPassword as exc:

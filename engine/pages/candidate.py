@@ -39,6 +39,7 @@ from engine.pages.accounts import AccountPages, LoginWords, SignedIn
 from engine.pages.page import (
     INFRASTRUCTURE,
     STATIC_DIR,
+    Redirect,
     check_csrf,
     choices,
     csrf_of,
@@ -128,7 +129,7 @@ accounts = AccountPages(
     forced_notice="password_intro_forced",
     normalise=str.strip,
     lookup=candidates.candidate_account,
-    set_password=candidates.set_password,
+    change_password=candidates.change_password,
     signed_in=_signed_in,
 )
 
@@ -268,6 +269,8 @@ async def registration_submit(request: Request) -> Response:
         raise expired(request)  # before the form is read: an anonymous upload waits for nothing
     values = await read_form(request, svc.settings.max_body_bytes)
     check_csrf(session, values)
+    if await candidates.must_change_password(svc, session):  # the issued password first
+        raise Redirect("/password")
     admit(request, shed=False)
     key = first(values, "idempotency_key")
     if not candidates.valid_idempotency_key(key):

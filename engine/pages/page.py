@@ -219,7 +219,7 @@ async def read_form(request: Request, limit: int) -> Values:
 
 async def session_or_none(request: Request, kind: SessionKind = "candidate") -> Session | None:
     try:
-        return await current_session(request, kind)
+        return await current_session(request, kind, page=True)
     except Unauthenticated:
         return None
 

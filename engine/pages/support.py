@@ -27,8 +27,11 @@ from starlette.routing import Route
 from engine.adapters import store
 from engine.adapters.sessions import Session
 from engine.errors import (
+    Forbidden,
     InvalidRequest,
     NotFound,
+    PasswordChangeRequired,
+    Unauthenticated,
 )
 from engine.http.gate import admit
 from engine.http.plumbing import COOKIES, client_address
@@ -52,7 +55,7 @@ from engine.services import staff as staff_service
 from engine.services import support_desk
 from engine.services.accounts import Login
 from engine.services.container import Services
-from engine.services.staff import StaffSession, staff_of
+from engine.services.staff import StaffSession, staff_member
 from engine.services.support_desk import DESK_ROLES, Desk
 
 __all__ = ["routes"]
@@ -109,20 +112,22 @@ def _render(
 async def _signed_in(request: Request, *, forced_ok: bool = False) -> tuple[Desk, Session]:
     """The staff member at the desk, after any forced password change; else a redirect.
 
-    The account is read again on every page, so a password reset or a deleted account takes
-    effect at once. Roles outside the desk get the API's 403 (the password page takes any role).
+    The account is read again on every page (`staff_member`), so a password reset, a new role
+    or a deleted account takes effect at once. Roles outside the desk get the API's 403 (the
+    password page takes any role).
     """
     svc = services(request)
     session = await session_or_none(request, "staff")
     if session is None:
         expired = request.cookies.get(COOKIES["staff"])
         raise Redirect(f"{LOGIN}?expired=1" if expired else LOGIN)
-    record = await store.staff_login(svc.pool, session.login)
-    if record is None or record.staff_id != session.subject:
-        raise Redirect(LOGIN)
-    if record.must_change_password and not forced_ok:
-        raise Redirect(CHANGE_PAGE)
-    staff = staff_of(session, staff_service.ROLES if forced_ok else DESK_ROLES)
+    roles = staff_service.ROLES if forced_ok else DESK_ROLES
+    try:
+        staff = await staff_member(svc, session, roles, forced_ok=forced_ok)
+    except Unauthenticated:
+        raise Redirect(LOGIN) from None
+    except PasswordChangeRequired:
+        raise Redirect(CHANGE_PAGE) from None
     return Desk(svc, staff, client_address(request)), session
 
 
@@ -148,14 +153,24 @@ async def _posted(request: Request, *, forced_ok: bool = False) -> tuple[Desk, S
 
 async def _account(request: Request) -> SignedIn:
     desk, session = await _signed_in(request, forced_ok=True)
-    record = await store.staff_login(desk.svc.pool, desk.staff.username)
-    forced = bool(record and record.must_change_password)
+    member = await store.staff_member(desk.svc.pool, desk.staff.staff_id)
+    forced = bool(member and member.must_change_password)
     return SignedIn(desk.svc, session, forced, {"staff": desk.staff})
+
+
+async def _at_the_desk(svc: Services, session: Session) -> bool:
+    """A staff session whose account still exists, is enabled and has a desk role skips the
+    login page (read from the staff row, like every console page)."""
+    try:
+        await staff_member(svc, session, DESK_ROLES, forced_ok=True)
+    except (Unauthenticated, Forbidden):  # gone, disabled, or no desk role: log in here
+        return False
+    return True
 
 
 def _desk_role(login: Login) -> str | None:
     """Operators and admins without a desk role have no console: refused, with no session."""
-    return None if login.account.scope.get("role") in DESK_ROLES else "desk_role_refused"
+    return None if login.account.role in DESK_ROLES else "desk_role_refused"
 
 
 accounts = AccountPages(
@@ -180,11 +195,11 @@ accounts = AccountPages(
     # Usernames are lower case (schema); what an agent types need not be.
     normalise=lambda typed: typed.strip().lower(),
     lookup=staff_service.staff_account,
-    set_password=staff_service.set_password,
+    change_password=staff_service.change_password,
     signed_in=_account,
     frame={"home": HOME, "csrf": "", "staff": None},
     admit=_desk_role,
-    skips_login=lambda session: session.scope.get("role") in DESK_ROLES,
+    skips_login=_at_the_desk,
 )
 
 

@@ -72,10 +72,10 @@ DESK_CATALOG: Final[Mapping[str, tuple[str, str]]] = {
     "desk_school_code_hint": ("3 chữ số, cùng với tỉnh", "3 digits, with the province"),
     "desk_reason": ("Lý do / số phiếu hỗ trợ", "Reason / ticket reference"),
     "desk_reason_hint_search": (
-        "Không bắt buộc để tìm, nhưng cần để mở hồ sơ: điền ở đây thì mở được hồ sơ ngay từ "
-        "danh sách kết quả.",
-        "Optional to search, required to open a record: fill it in here to open records "
-        "straight from the results.",
+        "Bắt buộc, 3–500 ký tự: được ghi vào nhật ký cùng các thí sinh hiện trong kết quả, và "
+        "dùng luôn để mở hồ sơ từ danh sách kết quả.",
+        "Required, 3–500 characters: audited with the candidates the results show, and used to "
+        "open records straight from the results.",
     ),
     "desk_reason_hint": (
         "3–500 ký tự, ví dụ số phiếu hỗ trợ và nội dung cuộc gọi. Được ghi vào nhật ký.",

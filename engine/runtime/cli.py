@@ -23,9 +23,10 @@ import uvicorn
 import uvloop
 
 from engine import settings as settings_module
-from engine.adapters import backend, store, telemetry
+from engine.adapters import backend, store, streams, telemetry
 from engine.adapters.embedded import EmbeddedServices, ServiceError
 from engine.adapters.passwords import make_hasher
+from engine.adapters.sessions import SessionStore
 from engine.app import create_app
 from engine.domain import capacity
 from engine.runtime import writer
@@ -41,6 +42,7 @@ from engine.runtime.launch import (
 )
 from engine.runtime.protocol import limited_protocol
 from engine.services.roster import import_roster, parse_import, seed
+from engine.services.staff import ROLES, valid_username
 from engine.settings import Settings, SettingsError
 
 log = logging.getLogger("examreg")
@@ -176,24 +178,116 @@ def cmd_roster_import(args: argparse.Namespace, settings: Settings) -> int:
     return result
 
 
+def _staff_school(args: argparse.Namespace) -> tuple[str, str] | None:
+    """`--school PP-SSS`: required for the school role, refused for the others."""
+    if args.role != "school":
+        if args.school:
+            raise UsageError(f"--school is for the school role only, not {args.role}")
+        return None
+    parts = tuple(args.school.split("-", 1)) if args.school else ()
+    if len(parts) != 2:
+        raise UsageError("a school account needs --school PP-SSS (province and school code)")
+    return parts[0], parts[1]
+
+
+async def _known_school(conn: backend.Connection, school: tuple[str, str] | None) -> None:
+    if school is not None and school not in await store.school_codes(conn):
+        raise UsageError(f"unknown school {school[0]}-{school[1]}")
+
+
+def _staff_username(args: argparse.Namespace) -> str:
+    if not valid_username(args.username):
+        raise UsageError(f"{args.username!r}: a username is 3–40 of a-z, 0-9, '.', '_', '-'")
+    return str(args.username)
+
+
 def cmd_staff_create(args: argparse.Namespace, settings: Settings) -> int:
     dsn, _ = require_urls(settings)
+    username, school = _staff_username(args), _staff_school(args)
     password = args.password or secrets.token_urlsafe(9)
-    school = tuple(args.school.split("-", 1)) if args.school else None
-    if args.role == "school" and (school is None or len(school) != 2):
-        raise UsageError("a school account needs --school PP-SSS (province and school code)")
 
-    async def run() -> int:
-        pool = await store.create_pool(dsn, size=1)
-        try:
-            return await store.create_staff(
-                pool, args.username, make_hasher(settings).hash(password), args.role, school
-            )
-        finally:
-            await pool.close()
+    async def run(conn: backend.Connection) -> int | None:
+        await _known_school(conn, school)
+        password_hash = make_hasher(settings).hash(password)
+        return await store.create_staff(conn, username, password_hash, args.role, school)
 
-    staff_id = asyncio.run(run())
-    print(f"staff {args.username} ({args.role}) id={staff_id} password={password}")
+    staff_id = asyncio.run(with_connection(dsn, run))
+    if staff_id is None:
+        raise UsageError(
+            f"staff {username} already exists; nothing changed"
+            " (see `examreg staff set-role`, `disable`, `enable`)"
+        )
+    print(f"staff {username} ({args.role}) id={staff_id} password={password}")
+    return 0
+
+
+def cmd_staff_disable(args: argparse.Namespace, settings: Settings) -> int:
+    """Disable (or, as `enable`, enable again) an account; disabling ends its sessions."""
+    dsn, redis_url = require_urls(settings)
+    username, disable = _staff_username(args), args.staff_command == "disable"
+
+    async def run(conn: backend.Connection) -> int | None:
+        return await store.set_staff_disabled(conn, username, disable)
+
+    staff_id = asyncio.run(with_connection(dsn, run))
+    if staff_id is None:
+        raise UsageError(f"no staff account {username}")
+    if not disable:
+        print(f"staff {username} enabled")
+        return 0
+    try:
+        ended = asyncio.run(_end_staff_sessions(settings, redis_url, staff_id))
+    except backend.REDIS_ERRORS as exc:
+        # Not a failure: every staff request reads the row, so those sessions are refused anyway.
+        print(f"staff {username} disabled; its sessions could not be ended now ({exc})")
+        return 0
+    print(f"staff {username} disabled; {ended} session(s) ended")
+    return 0
+
+
+def cmd_staff_reset_password(args: argparse.Namespace, settings: Settings) -> int:
+    """A new password for a staff member who lost theirs: changed at next login, sessions end."""
+    dsn, redis_url = require_urls(settings)
+    username = _staff_username(args)
+    password = args.password or secrets.token_urlsafe(9)
+    password_hash = make_hasher(settings).hash(password)
+
+    async def run(conn: backend.Connection) -> int | None:
+        return await store.reset_staff_password(conn, username, password_hash)
+
+    staff_id = asyncio.run(with_connection(dsn, run))
+    if staff_id is None:
+        raise UsageError(f"no staff account {username}")
+    try:
+        count = asyncio.run(_end_staff_sessions(settings, redis_url, staff_id))
+        ended = f"{count} session(s) ended"
+    except backend.REDIS_ERRORS as exc:
+        # The old sessions still cannot act: they are refused until the new password is changed.
+        ended = f"its sessions could not be ended now ({exc})"
+    print(f"staff {username} password={password} (to change at next login); {ended}")
+    return 0
+
+
+async def _end_staff_sessions(settings: Settings, redis_url: str, staff_id: int) -> int:
+    client = streams.connect(redis_url, timeout=settings.io_timeout_seconds)
+    try:
+        return await SessionStore(client, settings).revoke_all("staff", staff_id)
+    finally:
+        await client.aclose()
+
+
+def cmd_staff_set_role(args: argparse.Namespace, settings: Settings) -> int:
+    dsn, _ = require_urls(settings)
+    username, school = _staff_username(args), _staff_school(args)
+
+    async def run(conn: backend.Connection) -> int | None:
+        await _known_school(conn, school)
+        return await store.set_staff_role(conn, username, args.role, school)
+
+    if asyncio.run(with_connection(dsn, run)) is None:
+        raise UsageError(f"no staff account {username}")
+    where = f" of {school[0]}-{school[1]}" if school else ""
+    print(f"staff {username} is now {args.role}{where} (from its next request on)")
     return 0
 
 
@@ -279,18 +373,38 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument(
         "--load-test-password",
         default=None,
-        help="LOAD TESTS ONLY: give every account this password (one shared hash)",
+        help="LOAD TESTS ONLY: give every account this password (one shared hash) and no"
+        " forced first-login change",
     )
     seed.set_defaults(func=cmd_seed)
 
     staff = sub.add_parser("staff", help="staff accounts")
     staff_sub = staff.add_subparsers(dest="staff_command", required=True)
-    create = staff_sub.add_parser("create")
+    roles = sorted(ROLES)
+    create = staff_sub.add_parser("create", help="a new account (an existing one is refused)")
     create.add_argument("username")
-    create.add_argument("--role", required=True, choices=["support", "school", "operator", "admin"])
+    create.add_argument("--role", required=True, choices=roles)
     create.add_argument("--school", default=None, help="PP-SSS, for the school role")
     create.add_argument("--password", default=None)
     create.set_defaults(func=cmd_staff_create)
+    for action, text in (
+        ("disable", "refuse the account's logins and end its sessions"),
+        ("enable", "let a disabled account log in again"),
+    ):
+        toggle = staff_sub.add_parser(action, help=text)
+        toggle.add_argument("username")
+        toggle.set_defaults(func=cmd_staff_disable)
+    reset = staff_sub.add_parser(
+        "reset-password", help="a new password, to change at next login; ends the sessions"
+    )
+    reset.add_argument("username")
+    reset.add_argument("--password", default=None)
+    reset.set_defaults(func=cmd_staff_reset_password)
+    set_role = staff_sub.add_parser("set-role", help="another role (and school) from now on")
+    set_role.add_argument("username")
+    set_role.add_argument("--role", required=True, choices=roles)
+    set_role.add_argument("--school", default=None, help="PP-SSS, for the school role")
+    set_role.set_defaults(func=cmd_staff_set_role)
 
     trial = sub.add_parser("trial", help="trial-window data")
     trial_sub = trial.add_subparsers(dest="trial_command", required=True)

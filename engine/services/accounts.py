@@ -1,16 +1,17 @@
 """Logging in and changing a password, for every kind of account (candidates and staff).
 
 Owns the one password-login flow (throttle → look up → verify off the loop → open a new session
-with a fresh CSRF token) and the check that precedes a password change. Each kind brings its own
-account lookup and password setter; the JSON endpoints and the pages both call these, so there is
-one way in. It must not read a request.
+with a fresh CSRF token → check the password did not change meanwhile), the check that precedes a
+password change, and what follows one: every session of the account ends and the caller goes on
+with a new one. Each kind brings its own account lookup and password setter; the JSON endpoints
+and the pages both call these, so there is one way in. It must not read a request.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from engine.adapters import metrics
@@ -28,7 +29,16 @@ class Account:
     subject: int
     password_hash: str
     must_change_password: bool
-    scope: dict[str, Any] = field(default_factory=dict)
+    role: str | None = None  # staff only; requests read it from the staff row, never the session
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    """A session just opened: its token, its absolute expiry and its CSRF token."""
+
+    token: str
+    expires: float  # epoch seconds
+    csrf: str  # stored in the session's scope; the web pages' forms must echo it
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +49,16 @@ class Login:
     expires: float  # epoch seconds
     account: Account
     csrf: str  # stored in the session's scope; the web pages' forms must echo it
+
+
+async def open_session(
+    svc: Services, kind: SessionKind, subject: int, login_id: str, scope: dict[str, Any]
+) -> NewSession:
+    """A new session with a fresh CSRF token (not derived from settings.secret_key, which may
+    differ per process)."""
+    csrf = secrets.token_urlsafe(32)
+    token, expires = await svc.sessions.create(subject, kind, login_id, {**scope, "csrf": csrf})
+    return NewSession(token, expires, csrf)
 
 
 async def authenticate(
@@ -63,14 +83,32 @@ async def authenticate(
         await svc.throttle.failed(attempt)
         metrics.LOGINS.labels(kind, "failure").inc()
         raise InvalidCredentials()
+    # The forced change travels with the session, so the candidates' hot path reads no roster
+    # row to enforce it. It cannot go stale the permissive way: a reset (false → true) ends every
+    # session of the account, and a change (true → false) replaces the session it came from.
+    scope = {"must_change": account.must_change_password}
+    opened = await open_session(svc, kind, account.subject, login_id, scope)
+    # A password change or reset that committed while the hash was being verified ended the
+    # account's sessions before this one existed. Read the account again now that this session is
+    # listed: if the password verified is no longer the account's, this session must not live
+    # (a reset committed after this read revokes it through the index).
+    again = await lookup(login_id)
+    if again is None or again.password_hash != account.password_hash:
+        await svc.sessions.revoke_token(kind, account.subject, opened.token)
+        metrics.LOGINS.labels(kind, "failure").inc()
+        raise InvalidCredentials()
     await svc.throttle.succeeded(attempt)
     metrics.LOGINS.labels(kind, "success").inc()
-    # A per-session CSRF token (not derived from settings.secret_key, which may differ per process).
-    csrf = secrets.token_urlsafe(32)
-    token, expires = await svc.sessions.create(
-        account.subject, kind, login_id, {**account.scope, "csrf": csrf}
-    )
-    return Login(token, expires, account, csrf)
+    return Login(opened.token, opened.expires, account, opened.csrf)
+
+
+async def replace_sessions(svc: Services, session: Session) -> NewSession:
+    """After a password change: end every session of the account, this one included, and open
+    the one the caller goes on with (a new token: whoever held the old one is out; no forced
+    change pending any more)."""
+    await svc.sessions.revoke_all(session.kind, session.subject)
+    scope = {"must_change": False}
+    return await open_session(svc, session.kind, session.subject, session.login, scope)
 
 
 async def _attempt(svc: Services, kind: SessionKind, login_id: str, address: str) -> Attempt:

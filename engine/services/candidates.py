@@ -17,8 +17,14 @@ from engine.adapters import metrics, store, streams
 from engine.adapters.sessions import Session
 from engine.adapters.streams import Receipt
 from engine.domain.registration import CandidateContext, validate_registration
-from engine.errors import ExamregError, Overloaded, Unauthenticated, WindowClosed
-from engine.services.accounts import Account, new_password_hash
+from engine.errors import (
+    ExamregError,
+    Overloaded,
+    PasswordChangeRequired,
+    Unauthenticated,
+    WindowClosed,
+)
+from engine.services.accounts import Account, NewSession, new_password_hash, replace_sessions
 from engine.services.container import Services
 from engine.settings import VIETNAM
 
@@ -37,11 +43,12 @@ async def candidate_account(svc: Services, login_id: str) -> Account | None:
     return Account(record.candidate_id, record.password_hash, record.must_change_password)
 
 
-async def set_password(
+async def change_password(
     svc: Services, session: Session, address: str, current: str, new: str
-) -> None:
+) -> NewSession:
     """Apply the policy, verify the current password (throttled like a login from `address`),
-    store the new hash (API and web page).
+    store the new hash (API and web page); then every session of the account ends and the caller
+    goes on with the new one returned.
 
     Raises:
         WeakPassword: the new one breaks the policy.
@@ -51,6 +58,30 @@ async def set_password(
     current_hash = await store.candidate_password_hash(svc.pool, session.subject)
     new_hash = await new_password_hash(svc, session, address, current_hash, current, new)
     await store.set_candidate_password(svc.pool, session.subject, new_hash)
+    return await replace_sessions(svc, session)
+
+
+async def must_change_password(svc: Services, session: Session) -> bool:
+    """Whether the session's candidate is still on an issued (or reset) password.
+
+    The flag rides in the session (set at login; see `engine.services.accounts`), so the hot
+    path reads no roster row. A session opened before the flag was kept has none: the roster
+    answers for it.
+    """
+    flag = session.scope.get("must_change")
+    if isinstance(flag, bool):
+        return flag
+    return bool(await store.candidate_must_change_password(svc.pool, session.subject))
+
+
+async def require_password_changed(svc: Services, session: Session) -> None:
+    """Refuse anything but a password change or a logout until the issued password is replaced.
+
+    Raises:
+        PasswordChangeRequired: the candidate has not replaced it yet.
+    """
+    if await must_change_password(svc, session):
+        raise PasswordChangeRequired()
 
 
 async def profile(svc: Services, candidate_id: int) -> dict[str, Any]:
@@ -75,9 +106,11 @@ async def submit(svc: Services, session: Session, key: str, body: Any) -> Receip
     """Window → validation → admission → durable enqueue of one decoded body; counted in metrics.
 
     Raises:
-        WindowClosed, InvalidRegistration, IdempotencyKeyReused, Overloaded, Unavailable.
+        PasswordChangeRequired, WindowClosed, InvalidRegistration, IdempotencyKeyReused,
+        Overloaded, Unavailable.
     """
     try:
+        await require_password_changed(svc, session)
         phase = open_phase(svc)
         # The session holds the roster's national ID, so the hot path needs no roster query.
         context = CandidateContext(national_id=session.login, today=datetime.now(VIETNAM).date())

@@ -74,7 +74,10 @@ async def build_services(settings: Settings) -> Services:
         await streams.check_durability(client)
     await streams.load_functions(client)
     pool = await store.create_pool(
-        settings.database_url, size=settings.db_pool_size, io_timeout=settings.io_timeout_seconds
+        settings.database_url,
+        size=settings.db_pool_size,
+        io_timeout=settings.io_timeout_seconds,
+        role=settings.service_role,
     )
     catalog, body, etag = await _load_reference(pool)
     sampler = telemetry.Sampler(client, settings, pool=pool)

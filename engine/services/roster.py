@@ -108,7 +108,10 @@ async def _insert_with_passwords(
 ) -> list[Credential]:
     secrets_ = hasher.passwords_and_hashes(len(rows))
     candidates = [
-        store.NewCandidate(*row, password_hash=h)
+        # One shared password is for load tests: their accounts skip the first-login change.
+        store.NewCandidate(
+            *row, password_hash=h, must_change_password=hasher.shared_password is None
+        )
         for row, (_, h) in zip(rows, secrets_, strict=True)
     ]
     ids = await store.insert_candidates(conn, candidates)

@@ -77,7 +77,8 @@ def check_text(field: str, value: str) -> None:
 
 
 def check_reason(raw: object) -> str:
-    """The reason (ticket reference or description) detail views, reveals and resets require."""
+    """The reason (ticket reference or description) every search, detail view, reveal and reset
+    requires."""
     reason = raw.strip() if isinstance(raw, str) else ""
     if not 3 <= len(reason) <= 500:
         raise invalid(
@@ -91,7 +92,7 @@ def check_reason(raw: object) -> str:
 
 
 def optional_reason(raw: object) -> str | None:
-    """A search's reason: optional, but checked like any other when given."""
+    """An audit-log read's reason: optional, but checked like any other when given."""
     if not isinstance(raw, str) or not raw.strip():
         return None
     return check_reason(raw)
@@ -276,23 +277,39 @@ async def audit_refusal(
 
 
 async def search(desk: Desk, params: Mapping[str, str]) -> SearchPage:
-    """One page of candidates matching `params`, within the caller's school for `school` roles."""
+    """One page of candidates matching `params`, within the caller's school for `school` roles.
+
+    Like every read of the desk, a search needs a reason, and its audit row names the candidates
+    it shows (their IDs, in the order shown), so "who saw candidate X" covers lists too.
+
+    Raises:
+        InvalidRequest: malformed criteria, none at all, or no usable reason (all at once).
+    """
+    errors: list[FieldError] = []
+    criteria = reason = None
     try:
         criteria = parse_search(params)
-        reason = optional_reason(params.get("reason"))
-    except InvalidRequest:
-        await audit_refusal(desk, "search", None, None, {"outcome": "invalid"})
-        raise
+    except InvalidRequest as exc:
+        errors.extend(exc.errors)
+    try:
+        reason = check_reason(params.get("reason"))
+    except InvalidRequest as exc:
+        errors.extend(exc.errors)
+    if criteria is None or reason is None:
+        outcome = "invalid" if criteria is None else "no_reason"
+        await audit_refusal(desk, "search", None, reason, {"outcome": outcome})
+        raise InvalidRequest(errors=tuple(errors))
     async with desk.svc.pool.acquire() as conn, conn.transaction():
         rows = await support_store.search_candidates(conn, criteria, desk.staff.school)
         size = min(criteria.page_size, support_store.PAGE_SIZE_MAX)
+        shown = [row["candidate_id"] for row in rows[:size]]
         await _audit(
             desk,
             conn,
             "search",
             None,
             reason,
-            {"criteria": criteria.criteria(), "results": min(len(rows), size)},
+            {"criteria": criteria.criteria(), "results": len(shown), "shown": shown},
         )
     return SearchPage(
         [summary(r) for r in rows[:size]],

@@ -10,11 +10,13 @@ Screenshots of every page at phone (360×740) and desktop (1280×800) width go t
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import redis
@@ -46,6 +48,26 @@ def stack(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[dict[st
     }
     with processes(database_url, redis_url, tmp_path, servers) as running:
         yield running
+
+
+@pytest.fixture
+def issued_password(database_url: str, roster: list[dict[str, Any]]) -> dict[str, Any]:
+    """The browser's candidate, still on the school-issued password (before the browser opens:
+    see `web_stack.chromium`)."""
+    candidate = roster[20]
+
+    async def force() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(
+                "UPDATE candidates SET must_change_password = true WHERE candidate_id = $1",
+                candidate["candidate_id"],
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(force())
+    return candidate
 
 
 def _submit_filler(base: str, candidate: dict[str, Any]) -> None:
@@ -153,10 +175,14 @@ def _submit_through_a_network_error(page: Any, base: str) -> str:
 
 
 def test_a_candidate_registers_edits_and_sees_the_closed_window_in_a_real_browser(
-    stack: dict[str, Any], roster: list[dict[str, Any]], redis_url: str, browser: Any
+    stack: dict[str, Any],
+    roster: list[dict[str, Any]],
+    redis_url: str,
+    issued_password: dict[str, Any],
+    browser: Any,
 ) -> None:
     base = stack["open"]
-    candidate = roster[20]
+    candidate = issued_password
     shard = candidate["candidate_id"] % 8
     filler = next(c for c in roster if c["candidate_id"] % 8 == shard and c is not candidate)
     writer = stack["writer"]

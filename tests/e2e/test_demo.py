@@ -80,6 +80,15 @@ def test_demo_serves_a_seeded_candidate_and_stops_cleanly(tmp_path: Path, server
             json={"login": login["login"], "password": login["password"]},
         ).json()["token"]
         auth = {"Authorization": f"Bearer {token}"}
+        # The seeded password is a school-issued one: it must be replaced before anything else.
+        assert httpx.get(f"{base}/api/v1/me", headers=auth).status_code == 403
+        changed = httpx.post(
+            f"{base}/api/v1/auth/password",
+            json={"current_password": login["password"], "new_password": "Demo-new-pass-2026"},
+            headers=auth,
+        )
+        assert changed.status_code == 200, changed.text
+        auth = {"Authorization": f"Bearer {changed.json()['token']}"}
         entry = next(e for e in generate_roster(20) if e.national_id == login["login"])
         form = sample_form(entry, random.Random(3))
         put = httpx.put(

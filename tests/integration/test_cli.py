@@ -163,10 +163,12 @@ def test_seed_adds_consistent_candidates_and_writes_logins(env: str, tmp_path: P
     assert _fetch(env, "SELECT count(*) AS n FROM candidates")[0]["n"] == before + 30
     rows = _fetch(
         env,
-        "SELECT national_id, date_of_birth, sex FROM candidates"
+        "SELECT national_id, date_of_birth, sex, must_change_password FROM candidates"
         " WHERE national_id = ANY($1::text[])",
         [r["login"] for r in logins],
     )
+    # Load-test accounts skip the first-login change, or every journey would stop at a 403.
+    assert {row["must_change_password"] for row in rows} == {False}
     for row in rows:
         digit = int(row["national_id"][3])
         assert digit % 2 == (1 if row["sex"] == "female" else 0)

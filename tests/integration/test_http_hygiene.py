@@ -92,7 +92,7 @@ async def test_json_with_tokens_or_personal_data_is_never_stored(
         "staff login": staff_login,
         "search": await client.get(
             "/api/v1/support/candidates",
-            params={"candidate_id": candidate["candidate_id"]},
+            params={"candidate_id": candidate["candidate_id"], "reason": "ticket 7"},
             headers=staff,
         ),
         "detail": await client.get(desk, params={"reason": "ticket 7"}, headers=staff),

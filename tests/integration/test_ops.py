@@ -26,7 +26,8 @@ CAPACITY = "/api/v1/ops/capacity"
 
 async def _staff_token(harness: Harness, pool: asyncpg.Pool, username: str, role: str) -> str:
     await pool.execute(
-        "INSERT INTO staff (username, password_hash, role) VALUES ($1, $2, $3)",
+        "INSERT INTO staff (username, password_hash, role, must_change_password)"
+        " VALUES ($1, $2, $3, false)",  # past the first-login change
         username,
         make_hasher(harness.settings).hash(PASSWORD),
         role,

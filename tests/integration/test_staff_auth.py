@@ -9,7 +9,7 @@ import pytest
 from starlette.requests import Request
 
 from engine.adapters.passwords import make_hasher
-from engine.errors import Forbidden, Unauthenticated
+from engine.errors import Forbidden, PasswordChangeRequired, Unauthenticated
 from engine.http.staff import require_staff
 from tests.conftest import Harness
 
@@ -56,6 +56,9 @@ async def test_staff_login_carries_the_role_and_school(
     assert response.status_code == 200, response.text
     assert response.json()["must_change_password"] is True
     assert "examreg_staff_session" in response.headers["set-cookie"]
+    with pytest.raises(PasswordChangeRequired):  # the issued password first
+        await require_staff(_request(response.json()["token"], harness), frozenset({"school"}))
+    await pool.execute("UPDATE staff SET must_change_password = false")
     staff = await require_staff(_request(response.json()["token"], harness), frozenset({"school"}))
     assert (staff.username, staff.role, staff.school) == ("school.one", "school", ("01", "001"))
     with pytest.raises(Forbidden):
@@ -100,7 +103,9 @@ async def test_staff_password_change_and_logout(harness: Harness, pool: asyncpg.
         json={"current_password": PASSWORD, "new_password": "New-ops-pass-9"},
         headers=auth,
     )
-    assert changed.status_code == 204
+    assert changed.status_code == 200
+    old_auth, auth = auth, {"Authorization": f"Bearer {changed.json()['token']}"}
+    assert (await harness.client.post("/api/v1/staff/logout", headers=old_auth)).status_code == 401
     assert (await _login(harness, "ops.one", "New-ops-pass-9")).json()[
         "must_change_password"
     ] is False

@@ -58,7 +58,9 @@ async def test_search_by_id_name_and_school_masks_national_ids(
     target = roster[3]
     by_id = (
         await harness.client.get(
-            SEARCH, params={"national_id": target["national_id"]}, headers=desk["support"]
+            SEARCH,
+            params={"national_id": target["national_id"], "reason": "ticket 1"},
+            headers=desk["support"],
         )
     ).json()
     assert [r["candidate_id"] for r in by_id["results"]] == [target["candidate_id"]]
@@ -71,7 +73,9 @@ async def test_search_by_id_name_and_school_masks_national_ids(
 
     by_candidate = (
         await harness.client.get(
-            SEARCH, params={"candidate_id": target["candidate_id"]}, headers=desk["support"]
+            SEARCH,
+            params={"candidate_id": target["candidate_id"], "reason": "ticket 1"},
+            headers=desk["support"],
         )
     ).json()
     assert by_candidate["results"][0]["full_name"] == target["full_name"]
@@ -83,6 +87,7 @@ async def test_search_by_id_name_and_school_masks_national_ids(
                 "province_code": target["province_code"],
                 "school_code": target["school_code"],
                 "page_size": 1,
+                "reason": "ticket 1",
             },
             headers=desk["support"],
         )
@@ -108,14 +113,20 @@ async def test_name_search_ignores_accents_and_case(
     exact = (
         await harness.client.get(
             SEARCH,
-            params={"name": plain, "date_of_birth": target["date_of_birth"].isoformat()},
+            params={
+                "name": plain,
+                "date_of_birth": target["date_of_birth"].isoformat(),
+                "reason": "ticket 2",
+            },
             headers=desk["support"],
         )
     ).json()
     assert target["candidate_id"] in [r["candidate_id"] for r in exact["results"]]
     prefix = (
         await harness.client.get(
-            SEARCH, params={"name": plain.split()[0].upper()}, headers=desk["support"]
+            SEARCH,
+            params={"name": plain.split()[0].upper(), "reason": "ticket 2"},
+            headers=desk["support"],
         )
     ).json()
     assert (
@@ -124,7 +135,9 @@ async def test_name_search_ignores_accents_and_case(
     )
     wrong_day = (
         await harness.client.get(
-            SEARCH, params={"name": plain, "date_of_birth": "1999-01-01"}, headers=desk["support"]
+            SEARCH,
+            params={"name": plain, "date_of_birth": "1999-01-01", "reason": "ticket 2"},
+            headers=desk["support"],
         )
     ).json()
     assert wrong_day["results"] == []
@@ -144,7 +157,9 @@ async def test_a_school_account_sees_only_its_school(
     )
     found = (
         await harness.client.get(
-            SEARCH, params={"national_id": other["national_id"]}, headers=desk["school"]
+            SEARCH,
+            params={"national_id": other["national_id"], "reason": "ticket 11"},
+            headers=desk["school"],
         )
     ).json()
     assert found["results"] == []
@@ -233,7 +248,9 @@ async def test_a_read_whose_audit_row_cannot_be_written_fails(
         "ALTER TABLE audit_log ADD CONSTRAINT no_more_audit CHECK (action <> 'search') NOT VALID"
     )
     response = await harness.client.get(
-        SEARCH, params={"candidate_id": roster[0]["candidate_id"]}, headers=desk["support"]
+        SEARCH,
+        params={"candidate_id": roster[0]["candidate_id"], "reason": "ticket 3"},
+        headers=desk["support"],
     )
     assert response.status_code == 503
     assert response.json()["code"] == "unavailable"
@@ -338,7 +355,9 @@ async def test_admin_reads_the_audit_log_with_filters(
     await harness.client.get(
         f"{SEARCH}/{target['candidate_id']}", params={"reason": "t1"}, headers=desk["support"]
     )
-    await harness.client.get(SEARCH, params={"name": "nguyen"}, headers=desk["admin"])
+    await harness.client.get(
+        SEARCH, params={"name": "nguyen", "reason": "ticket 4"}, headers=desk["admin"]
+    )
     log = (
         await harness.client.get(
             "/api/v1/support/audit",
@@ -372,9 +391,9 @@ async def test_odd_input_gets_a_4xx_never_a_5xx(
 ) -> None:
     support = desk["support"]
     cases = [
-        (SEARCH, {"candidate_id": "²"}),  # str.isdigit() is true, int() refuses it
-        (SEARCH, {"name": "nguyen", "page": "4000000000000000000"}),  # an OFFSET past bigint
-        (SEARCH, {"name": "nguyen\x00"}),  # PostgreSQL text refuses NUL
+        (SEARCH, {"candidate_id": "²", "reason": "ticket"}),  # isdigit() is true, int() is not
+        (SEARCH, {"name": "nguyen", "page": "4000000000000000000", "reason": "ticket"}),  # bigint
+        (SEARCH, {"name": "nguyen\x00", "reason": "ticket"}),  # PostgreSQL text refuses NUL
         (SEARCH, {"name": "nguyen", "reason": "x\x00yz"}),
         (f"{SEARCH}/²", {"reason": "ticket 1"}),
         (f"{SEARCH}/99999999", {}),  # no reason for an unknown candidate: audited, not a 503

@@ -77,8 +77,12 @@ async def harness_with(settings: Settings, **changes: Any) -> AsyncIterator[Harn
 
 
 async def test_first_login_sets_a_hardened_cookie_and_forces_the_password_change(
-    harness: Harness, roster: list[dict[str, Any]]
+    harness: Harness, roster: list[dict[str, Any]], pool: asyncpg.Pool
 ) -> None:
+    await pool.execute(  # still on the school-issued password
+        "UPDATE candidates SET must_change_password = true WHERE candidate_id = $1",
+        roster[0]["candidate_id"],
+    )
     client = harness.client
     page = await client.get("/login")
     csp = page.headers["content-security-policy"]

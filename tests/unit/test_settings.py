@@ -219,6 +219,18 @@ def test_a_trusted_host_that_is_not_a_host_name_is_refused(raw: str) -> None:
         load(env={"EXAMREG_TRUSTED_HOSTS": raw})
 
 
+def test_the_services_database_role_defaults_to_examreg_app_and_none_turns_it_off() -> None:
+    assert load(env={}).service_role == "examreg_app"
+    assert load(env={"EXAMREG_DATABASE_ROLE": "desk_api"}).service_role == "desk_api"
+    assert load(env={"EXAMREG_DATABASE_ROLE": "none"}).service_role is None
+
+
+@pytest.mark.parametrize("raw", ["Examreg", "app; DROP TABLE x", "a-b", "x" * 64, "1app"])
+def test_a_database_role_must_be_a_plain_name(raw: str) -> None:
+    with pytest.raises(SettingsError, match="EXAMREG_DATABASE_ROLE"):
+        load(env={"EXAMREG_DATABASE_ROLE": raw})
+
+
 def test_a_secret_key_is_kept_or_generated() -> None:
     assert load(env={"EXAMREG_SECRET_KEY": "s3cret"}).secret_key == "s3cret"
     first, second = load(env={}).secret_key, load(env={}).secret_key

@@ -11,6 +11,9 @@ FROM candidates c
 JOIN schools s USING (province_code, school_code)
 WHERE c.candidate_id = $1;
 
+-- name: candidate_must_change_password
+SELECT must_change_password FROM candidates WHERE candidate_id = $1;
+
 -- name: candidate_password_hash
 SELECT password_hash FROM candidates WHERE candidate_id = $1;
 
@@ -58,8 +61,9 @@ CREATE TEMP TABLE IF NOT EXISTS staging_candidates (
     candidate_type  char(1),
     province_code   char(2),
     school_code     char(3),
-    phone           text,
-    password_hash   text
+    phone                 text,
+    password_hash         text,
+    must_change_password  boolean
 ) ON COMMIT DELETE ROWS;
 
 -- name: insert_history
@@ -119,8 +123,14 @@ DELETE FROM registration_versions WHERE phase = 'trial';
 DELETE FROM registrations WHERE phase = 'trial';
 
 -- name: staff_login
+-- A disabled account is no account to log in to.
 SELECT staff_id, password_hash, role, province_code, school_code, must_change_password
-FROM staff WHERE username = $1;
+FROM staff WHERE username = $1 AND disabled_at IS NULL;
+
+-- name: staff_member
+SELECT staff_id, username, role, province_code, school_code, must_change_password,
+       disabled_at IS NOT NULL AS disabled
+FROM staff WHERE staff_id = $1;
 
 -- name: staff_password_hash
 SELECT password_hash FROM staff WHERE staff_id = $1;
@@ -129,12 +139,29 @@ SELECT password_hash FROM staff WHERE staff_id = $1;
 UPDATE staff SET password_hash = $2, must_change_password = false WHERE staff_id = $1;
 
 -- name: create_staff
+-- An existing account is never overwritten (no row comes back): its role, school and password
+-- change through their own commands.
 INSERT INTO staff (username, password_hash, role, province_code, school_code, must_change_password)
 VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (username) DO UPDATE
-SET password_hash = EXCLUDED.password_hash, role = EXCLUDED.role,
-    province_code = EXCLUDED.province_code, school_code = EXCLUDED.school_code,
-    must_change_password = EXCLUDED.must_change_password
+ON CONFLICT (username) DO NOTHING
+RETURNING staff_id;
+
+-- name: set_staff_disabled
+-- $2: disable (keeping the first time it was disabled) or enable.
+UPDATE staff
+SET disabled_at = CASE WHEN $2::boolean THEN coalesce(disabled_at, now()) END
+WHERE username = $1
+RETURNING staff_id;
+
+-- name: reset_staff_password
+-- A new issued password: to be changed at the next login.
+UPDATE staff SET password_hash = $2, must_change_password = true
+WHERE username = $1
+RETURNING staff_id;
+
+-- name: set_staff_role
+UPDATE staff SET role = $2, province_code = $3, school_code = $4
+WHERE username = $1
 RETURNING staff_id;
 
 -- name: school_codes
