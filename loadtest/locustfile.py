@@ -1,8 +1,12 @@
 """Closed-loop Locust scenarios: candidates' journeys, a slow-network candidate, the support desk.
 
     locust -f loadtest/locustfile.py --host http://127.0.0.1:8000 --credentials logins.csv \\
-        --staff desk.load:PASSWORD --load-profile window_opening -u 200 -r 50 -t 10m \\
-        --headless --csv out/run --html out/run.html --max-fail-ratio 0.01 --max-p99-ms 1000
+        --staff desk.load:PASSWORD --think-scale 0.1 --load-profile window_opening \\
+        -u 200 -r 50 -t 10m --headless --csv out/run --html out/run.html \\
+        --max-fail-ratio 0.01 --max-p99-ms 1000
+
+`--think-scale` multiplies every think time and pause: 1 is a person's pace (a journey takes about
+90 s, so a short run makes few submissions), 0.1 compresses it tenfold.
 
 Users (pick some by naming them after the options; default all, by weight):
 - `CandidateUser`: open the page → log in → profile + reference data → submit → poll the receipt
@@ -24,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from locust import FastHttpUser, LoadTestShape, between, task
+from locust import FastHttpUser, LoadTestShape, task
 from locust.exception import StopUser
 
 # `locust -f loadtest/locustfile.py` puts loadtest/ on sys.path, not the repository root.
@@ -42,11 +46,14 @@ class Candidate(FastHttpUser):
     """Shared steps of the candidate users; not run itself."""
 
     abstract = True
-    wait_time = between(1, 3)
 
     def on_start(self) -> None:
         self.rng = random.Random()
         self.options = self.environment.parsed_options
+
+    def wait_time(self) -> float:
+        """The pause before the next visit, scaled like every think time."""
+        return self.rng.uniform(1, 3) * self.options.think_scale
 
     def think(self, low: float, high: float) -> None:
         scale = self.options.think_scale
@@ -194,9 +201,9 @@ class SupportDeskUser(FastHttpUser):
     """One of the 34 desks: finds a candidate by ID, opens the record, searches by name."""
 
     weight = 1
-    wait_time = between(2, 6)
 
     def on_start(self) -> None:
+        self.rng = random.Random()
         self.options = self.environment.parsed_options
         account = staff_account(self.options.staff)
         if account is None:
@@ -206,6 +213,9 @@ class SupportDeskUser(FastHttpUser):
         if response.status_code != 200:
             raise StopUser()
         self.headers = {"Authorization": f"Bearer {response.json()['token']}"}
+
+    def wait_time(self) -> float:
+        return self.rng.uniform(2, 6) * self.options.think_scale
 
     @task
     def look_up(self) -> None:
