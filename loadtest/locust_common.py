@@ -14,7 +14,7 @@ from typing import Any
 
 from locust import events
 
-from loadtest.profiles import PROFILES, Limits, violations
+from loadtest.profiles import DEFAULT_MIN_REQUESTS, PROFILES, gate_limits, violations
 
 log = logging.getLogger("examreg.loadtest")
 
@@ -61,6 +61,13 @@ def _options(parser: Any) -> None:
     group.add_argument("--max-fail-ratio", type=float, default=None, help="gate: failure ratio")
     group.add_argument("--max-p95-ms", type=float, default=None, help="gate: p95 in ms")
     group.add_argument("--max-p99-ms", type=float, default=None, help="gate: p99 in ms")
+    group.add_argument(
+        "--min-requests",
+        type=int,
+        default=None,
+        help="gate: fewest requests a run needs to be judged; any gate option brings it "
+        f"(default: {DEFAULT_MIN_REQUESTS}; 0: none)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +107,15 @@ def staff_account(spec: str) -> tuple[str, str] | None:
 
 @events.quitting.add_listener
 def _verdict(environment: Any, **_: Any) -> None:
-    """Exit non-zero when the run broke a gate (failure ratio, p95, p99) or raised in user code."""
+    """Exit non-zero when the run broke a gate (too few requests, failure ratio, p95, p99) or
+    raised in user code."""
     options = environment.parsed_options
     if options is None:
         return
-    limits = Limits(options.max_fail_ratio, options.max_p95_ms, options.max_p99_ms)
-    if limits == Limits():
+    limits = gate_limits(
+        options.max_fail_ratio, options.max_p95_ms, options.max_p99_ms, options.min_requests
+    )
+    if limits is None:
         return  # no gate asked for: Locust's own exit code (1 on any failure) stands
     total = environment.stats.total
     found = violations(
@@ -113,9 +123,8 @@ def _verdict(environment: Any, **_: Any) -> None:
         total.fail_ratio,
         total.get_response_time_percentile(0.95) or 0.0,
         total.get_response_time_percentile(0.99) or 0.0,
+        requests=total.num_requests,
     )
-    if total.num_requests == 0:
-        found.append("no requests were made")
     if environment.runner is not None and environment.runner.exceptions:
         found.append(f"{len(environment.runner.exceptions)} exception(s) in user code")
     for message in found:

@@ -213,6 +213,20 @@ def test_the_readmes_first_run_makes_submissions_every_second(stack: dict[str, A
     assert submissions >= 10, f"{submissions} submissions in 20 s"  # about 25 expected
 
 
+def test_a_run_too_small_to_judge_fails_the_gate(stack: dict[str, Any]) -> None:
+    result, stats = _locust(
+        stack, "locustfile.py", "3s", "tiny",
+        "-u", "1", "-r", "1", "--think-scale", "0", "--max-fail-ratio", "0.01",
+        "CandidateUser",
+    )  # fmt: skip
+    assert 0 < int(stats["Aggregated"]["Request Count"]) < 100
+    assert result.returncode == 1, result.stderr[-3000:]
+    judged = re.search(r"gate failed: only (\d+) requests?: not enough to judge", result.stderr)
+    assert judged, result.stderr[-3000:]
+    assert 0 < int(judged[1]) < 100
+    assert "gate passed" not in result.stderr
+
+
 def test_open_loop_holds_the_arrival_rate_and_the_gate_fails_on_p99(stack: dict[str, Any]) -> None:
     result, stats = _locust(
         stack, "locust_openloop.py", "10s", "openloop",
