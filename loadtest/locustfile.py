@@ -8,12 +8,14 @@
 `--think-scale` multiplies every think time and pause: 1 is a person's pace (a journey takes about
 90 s, so a short run makes few submissions), 0.1 compresses it tenfold.
 
-Users (pick some by naming them after the options; default all, by weight):
+Users (pick some by naming them after the options; default all: candidates by weight):
 - `CandidateUser`: open the page → log in → profile + reference data → submit → poll the receipt
   until persisted → edit (`--edit-share`) → check the status.
 - `SlowNetworkCandidate`: submits, "loses" the answer, retries with the same Idempotency-Key and
   body; the retry must return the original receipt (`Idempotent-Replayed: true`).
 - `SupportDeskUser`: staff login, search by national ID, the detail with a reason, search by name.
+  Exactly one (`fixed_count`, so even `-u 3` has a desk; `--config-users` sets another count) when
+  `--staff` is given; none without it.
 
 `ProfileShape` scales the user count along `--load-profile` (loadtest/profiles.py) compressed into
 `--run-time`; `constant` keeps `-u` users. Open-loop arrivals, replay: loadtest/locust_openloop.py.
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from locust import FastHttpUser, LoadTestShape, task
+from locust import FastHttpUser, LoadTestShape, events, task
 from locust.exception import StopUser
 
 # `locust -f loadtest/locustfile.py` puts loadtest/ on sys.path, not the repository root.
@@ -200,14 +202,15 @@ class SlowNetworkCandidate(Candidate):
 class SupportDeskUser(FastHttpUser):
     """One of the 34 desks: finds a candidate by ID, opens the record, searches by name."""
 
-    weight = 1
+    # A fixed count, not a weight: at 20:2:1 a run of a few users never drew a desk.
+    fixed_count = 1
 
     def on_start(self) -> None:
         self.rng = random.Random()
         self.options = self.environment.parsed_options
         account = staff_account(self.options.staff)
         if account is None:
-            raise StopUser()  # no --staff: the desk stays closed
+            raise StopUser()  # named on the command line without --staff: the desk stays closed
         body = {"username": account[0], "password": account[1]}
         response = self.client.post("/api/v1/staff/login", json=body)
         if response.status_code != 200:
@@ -243,6 +246,17 @@ class SupportDeskUser(FastHttpUser):
             headers=self.headers,
             name="support: search by name",
         )
+
+
+@events.init.add_listener
+def _close_the_desk_without_staff(environment: Any, **_: Any) -> None:
+    """Without --staff there is no desk to run: its fixed user would only take a candidate's."""
+    options = environment.parsed_options
+    if options is None or staff_account(options.staff) is not None:
+        return
+    others = [c for c in environment.user_classes if c is not SupportDeskUser]
+    if others:
+        environment.user_classes[:] = others
 
 
 class ProfileShape(LoadTestShape):

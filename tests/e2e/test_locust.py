@@ -227,6 +227,22 @@ def test_a_run_too_small_to_judge_fails_the_gate(stack: dict[str, Any]) -> None:
     assert "gate passed" not in result.stderr
 
 
+def test_three_users_include_a_support_desk(stack: dict[str, Any]) -> None:
+    _, stats = _locust(
+        stack, "locustfile.py", "5s", "three",
+        "-u", "3", "-r", "3", "--think-scale", "0", "--staff", ":".join(STAFF),
+    )  # fmt: skip
+    assert int(stats["GET support: search by national ID"]["Request Count"]) > 0
+    assert int(stats["PUT submit"]["Request Count"]) > 0
+
+
+def test_without_staff_no_desk_takes_a_candidates_place(stack: dict[str, Any]) -> None:
+    result, _ = _locust(stack, "locustfile.py", "3s", "nostaff", "-u", "2", "-r", "2")
+    spawned = re.search(r"All users spawned: (\{.*?\}) \((\d+) total users\)", result.stderr)
+    assert spawned, result.stderr[-3000:]
+    assert "SupportDeskUser" not in spawned[1] and spawned[2] == "2", spawned[0]
+
+
 def test_open_loop_holds_the_arrival_rate_and_the_gate_fails_on_p99(stack: dict[str, Any]) -> None:
     result, stats = _locust(
         stack, "locust_openloop.py", "10s", "openloop",
