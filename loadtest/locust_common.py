@@ -1,8 +1,9 @@
 """What every examreg locustfile shares: command-line options, credentials and the pass/fail gate.
 
 Imported by `loadtest/locustfile.py` (closed-loop journeys and shapes) and
-`loadtest/locust_openloop.py` (open-loop arrivals and replay). Importing it registers the options
-and the verdict listener once. It never imports `engine` (Locust runs on gevent).
+`loadtest/locust_openloop.py` (open-loop arrivals and replay), and first of all by
+`loadtest/__main__.py` so that `--help` lists the options. Importing it registers the options and
+the verdict listener once. It never imports `engine` (Locust runs on gevent).
 """
 
 from __future__ import annotations
@@ -21,48 +22,96 @@ log = logging.getLogger("examreg.loadtest")
 
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
-    group = parser.add_argument_group("examreg")
+    """examreg's options. Locust prints `--help` before it imports a locustfile, so they show in
+    it only when this module is imported first: `python -m loadtest` (loadtest/__main__.py)."""
+    group = parser.add_argument_group("examreg", "examreg's load tests (loadtest/, README.md)")
     group.add_argument(
         "--credentials",
+        metavar="FILE.csv",
         default="",
         help="candidates: CSV login,password[,candidate_id] (examreg seed --credentials-out)",
     )
-    group.add_argument("--staff", default="", help="support-desk account as USERNAME:PASSWORD")
+    group.add_argument(
+        "--staff",
+        metavar="USERNAME:PASSWORD",
+        default="",
+        help="support-desk account (none: no desk)",
+    )
     group.add_argument(
         "--load-profile",
         choices=sorted(PROFILES),
         default="constant",
-        help="load shape over --run-time: users (closed loop) or arrivals (open loop) follow it",
+        help="load shape over --run-time: users (closed loop) or arrivals (open loop) follow it "
+        "(default: %(default)s)",
     )
-    group.add_argument("--edit-share", type=float, default=0.3, help="journeys that edit")
+    group.add_argument(
+        "--edit-share",
+        metavar="SHARE",
+        type=float,
+        default=0.3,
+        help="share of journeys that edit after submitting (default: %(default)s)",
+    )
     group.add_argument(
         "--think-scale",
+        metavar="FACTOR",
         type=float,
         default=1.0,
         help="multiply every think time and pause: 1 is a person's pace (about 90 s a journey), "
         "0.1 ten times faster, 0 none (default: %(default)s)",
     )
     group.add_argument(
-        "--page-path", default="/api/v1/window", help="what 'open the page' requests first"
+        "--page-path",
+        metavar="PATH",
+        default="/api/v1/window",
+        help="what 'open the page' requests first (default: %(default)s)",
     )
     group.add_argument(
-        "--open-loop-rate", type=float, default=0.0, help="open loop: peak submissions per second"
+        "--open-loop-rate",
+        metavar="PER_SECOND",
+        type=float,
+        default=0.0,
+        help="open loop: peak submissions per second (default: %(default)s)",
     )
     group.add_argument(
-        "--open-loop-sessions", type=int, default=20, help="open loop: candidates logged in"
+        "--open-loop-sessions",
+        metavar="N",
+        type=int,
+        default=20,
+        help="open loop: candidates logged in (default: %(default)s)",
     )
     group.add_argument(
-        "--open-loop-concurrency", type=int, default=256, help="open loop: requests in flight"
+        "--open-loop-concurrency",
+        metavar="N",
+        type=int,
+        default=256,
+        help="open loop: requests in flight (default: %(default)s)",
     )
-    group.add_argument("--replay", default="", help="open loop: arrival logs, comma-separated")
     group.add_argument(
-        "--replay-factor", type=float, default=60.0, help="replay this many times faster"
+        "--replay", metavar="FILES", default="", help="open loop: arrival logs, comma-separated"
     )
-    group.add_argument("--max-fail-ratio", type=float, default=None, help="gate: failure ratio")
-    group.add_argument("--max-p95-ms", type=float, default=None, help="gate: p95 in ms")
-    group.add_argument("--max-p99-ms", type=float, default=None, help="gate: p99 in ms")
+    group.add_argument(
+        "--replay-factor",
+        metavar="FACTOR",
+        type=float,
+        default=60.0,
+        help="replay this many times faster (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-fail-ratio",
+        metavar="RATIO",
+        type=float,
+        default=None,
+        help="gate: highest failure ratio",
+    )
+    group.add_argument(
+        "--max-p95-ms", metavar="MS", type=float, default=None, help="gate: highest p95 in ms"
+    )
+    group.add_argument(
+        "--max-p99-ms", metavar="MS", type=float, default=None, help="gate: highest p99 in ms"
+    )
     group.add_argument(
         "--min-requests",
+        metavar="N",
         type=int,
         default=None,
         help="gate: fewest requests a run needs to be judged; any gate option brings it "

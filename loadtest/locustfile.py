@@ -1,12 +1,13 @@
 """Closed-loop Locust scenarios: candidates' journeys, a slow-network candidate, the support desk.
 
-    locust -f loadtest/locustfile.py --host http://127.0.0.1:8000 --credentials logins.csv \\
-        --staff desk.load:PASSWORD --think-scale 0.1 --load-profile window_opening \\
-        -u 200 -r 50 -t 10m --headless --csv out/run --html out/run.html \\
-        --max-fail-ratio 0.01 --max-p99-ms 1000
+    python -m loadtest -f loadtest/locustfile.py --host http://127.0.0.1:8000 \\
+        --credentials logins.csv --staff desk.load:PASSWORD --think-scale 0.1 \\
+        --load-profile window_opening -u 200 -r 50 -t 10m \\
+        --headless --csv out/run --html out/run.html --max-fail-ratio 0.01 --max-p99-ms 1000
 
-`--think-scale` multiplies every think time and pause: 1 is a person's pace (a journey takes about
-90 s, so a short run makes few submissions), 0.1 compresses it tenfold.
+(`python -m loadtest` is Locust with examreg's options listed in `--help`; `locust -f …` runs the
+same.) `--think-scale` multiplies every think time and pause: 1 is a person's pace (a journey
+takes about 90 s, so a short run makes few submissions), 0.1 compresses it tenfold.
 
 Users (pick some by naming them after the options; default all: candidates by weight):
 - `CandidateUser`: open the page → log in → profile + reference data → submit → poll the receipt

@@ -243,6 +243,24 @@ def test_without_staff_no_desk_takes_a_candidates_place(stack: dict[str, Any]) -
     assert "SupportDeskUser" not in spawned[1] and spawned[2] == "2", spawned[0]
 
 
+@pytest.mark.parametrize("locustfile", ["locustfile.py", "locust_openloop.py"])
+def test_help_lists_the_examreg_options(locustfile: str) -> None:
+    """`python -m loadtest -f FILE --help` (the README's way) lists every examreg option."""
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtest", "-f", f"loadtest/{locustfile}", "--help"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--headless" in result.stdout  # Locust's own help, too
+    for option in (
+        "--credentials", "--staff", "--load-profile", "--edit-share", "--think-scale",
+        "--page-path", "--open-loop-rate", "--open-loop-sessions", "--open-loop-concurrency",
+        "--replay", "--replay-factor", "--max-fail-ratio", "--max-p95-ms", "--max-p99-ms",
+        "--min-requests",
+    ):  # fmt: skip
+        assert re.search(rf"^\s+{option}\b", result.stdout, flags=re.MULTILINE), option
+
+
 def test_open_loop_holds_the_arrival_rate_and_the_gate_fails_on_p99(stack: dict[str, Any]) -> None:
     result, stats = _locust(
         stack, "locust_openloop.py", "10s", "openloop",
