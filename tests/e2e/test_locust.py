@@ -277,8 +277,8 @@ def test_open_loop_holds_the_arrival_rate_and_the_gate_fails_on_p99(stack: dict[
 def test_replay_of_the_shipped_log_sends_its_route_mix(stack: dict[str, Any]) -> None:
     log = ROOT / "loadtest" / "data" / "arrivals-window-opening.tsv"
     result, stats = _locust(
-        stack, "locust_openloop.py", "20s", "replay",
-        "-u", "1", "--replay", str(log), "--replay-factor", "40", "--open-loop-sessions", "4",
+        stack, "locust_openloop.py", "30s", "replay",
+        "-u", "1", "--replay", str(log), "--replay-factor", "10", "--open-loop-sessions", "4",
         "--max-fail-ratio", "0",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
