@@ -6,14 +6,15 @@ one of `--open-loop-concurrency` slots frees) and records its latency **from the
 so time spent waiting for a slot counts (coordinated-omission safe).
 
     # submissions at up to 200/s following the deadline rush, compressed into 10 minutes
-    locust -f loadtest/locust_openloop.py --headless -u 1 -t 10m --host http://127.0.0.1:8000 \\
-        --credentials logins.csv --open-loop-rate 200 --load-profile deadline_rush \\
+    python -m loadtest -f loadtest/locust_openloop.py --headless -u 1 -t 10m \\
+        --host http://127.0.0.1:8000 --credentials logins.csv \\
+        --open-loop-rate 200 --load-profile deadline_rush \\
         --csv out/openloop --html out/openloop.html --max-fail-ratio 0.01 --max-p99-ms 500
 
     # replay an arrival log (EXAMREG_ARRIVAL_LOG=… on the API) 60 times faster
-    locust -f loadtest/locust_openloop.py --headless -u 1 -t 5m --host http://127.0.0.1:8000 \\
-        --credentials logins.csv --replay loadtest/data/arrivals-window-opening.tsv \\
-        --replay-factor 60
+    python -m loadtest -f loadtest/locust_openloop.py --headless -u 1 -t 5m \\
+        --host http://127.0.0.1:8000 --credentials logins.csv \\
+        --replay loadtest/data/arrivals-window-opening.tsv --replay-factor 60
 
 Replay sends each logged request with the same method and route template: candidates' routes with
 sessions of `--open-loop-sessions` logged-in candidates, support routes with `--staff`; routes it

@@ -1,15 +1,22 @@
 """Closed-loop Locust scenarios: candidates' journeys, a slow-network candidate, the support desk.
 
-    locust -f loadtest/locustfile.py --host http://127.0.0.1:8000 --credentials logins.csv \\
-        --staff desk.load:PASSWORD --load-profile window_opening -u 200 -r 50 -t 10m \\
+    python -m loadtest -f loadtest/locustfile.py --host http://127.0.0.1:8000 \\
+        --credentials logins.csv --staff desk.load:PASSWORD --think-scale 0.1 \\
+        --load-profile window_opening -u 200 -r 50 -t 10m \\
         --headless --csv out/run --html out/run.html --max-fail-ratio 0.01 --max-p99-ms 1000
 
-Users (pick some by naming them after the options; default all, by weight):
+(`python -m loadtest` is Locust with examreg's options listed in `--help`; `locust -f …` runs the
+same.) `--think-scale` multiplies every think time and pause: 1 is a person's pace (a journey
+takes about 90 s, so a short run makes few submissions), 0.1 compresses it tenfold.
+
+Users (pick some by naming them after the options; default all: candidates by weight):
 - `CandidateUser`: open the page → log in → profile + reference data → submit → poll the receipt
   until persisted → edit (`--edit-share`) → check the status.
 - `SlowNetworkCandidate`: submits, "loses" the answer, retries with the same Idempotency-Key and
   body; the retry must return the original receipt (`Idempotent-Replayed: true`).
 - `SupportDeskUser`: staff login, search by national ID, the detail with a reason, search by name.
+  Exactly one (`fixed_count`, so even `-u 3` has a desk; `--config-users` sets another count) when
+  `--staff` is given; none without it.
 
 `ProfileShape` scales the user count along `--load-profile` (loadtest/profiles.py) compressed into
 `--run-time`; `constant` keeps `-u` users. Open-loop arrivals, replay: loadtest/locust_openloop.py.
@@ -24,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from locust import FastHttpUser, LoadTestShape, between, task
+from locust import FastHttpUser, LoadTestShape, events, task
 from locust.exception import StopUser
 
 # `locust -f loadtest/locustfile.py` puts loadtest/ on sys.path, not the repository root.
@@ -42,11 +49,14 @@ class Candidate(FastHttpUser):
     """Shared steps of the candidate users; not run itself."""
 
     abstract = True
-    wait_time = between(1, 3)
 
     def on_start(self) -> None:
         self.rng = random.Random()
         self.options = self.environment.parsed_options
+
+    def wait_time(self) -> float:
+        """The pause before the next visit, scaled like every think time."""
+        return self.rng.uniform(1, 3) * self.options.think_scale
 
     def think(self, low: float, high: float) -> None:
         scale = self.options.think_scale
@@ -193,19 +203,23 @@ class SlowNetworkCandidate(Candidate):
 class SupportDeskUser(FastHttpUser):
     """One of the 34 desks: finds a candidate by ID, opens the record, searches by name."""
 
-    weight = 1
-    wait_time = between(2, 6)
+    # A fixed count, not a weight: at 20:2:1 a run of a few users never drew a desk.
+    fixed_count = 1
 
     def on_start(self) -> None:
+        self.rng = random.Random()
         self.options = self.environment.parsed_options
         account = staff_account(self.options.staff)
         if account is None:
-            raise StopUser()  # no --staff: the desk stays closed
+            raise StopUser()  # named on the command line without --staff: the desk stays closed
         body = {"username": account[0], "password": account[1]}
         response = self.client.post("/api/v1/staff/login", json=body)
         if response.status_code != 200:
             raise StopUser()
         self.headers = {"Authorization": f"Bearer {response.json()['token']}"}
+
+    def wait_time(self) -> float:
+        return self.rng.uniform(2, 6) * self.options.think_scale
 
     @task
     def look_up(self) -> None:
@@ -233,6 +247,17 @@ class SupportDeskUser(FastHttpUser):
             headers=self.headers,
             name="support: search by name",
         )
+
+
+@events.init.add_listener
+def _close_the_desk_without_staff(environment: Any, **_: Any) -> None:
+    """Without --staff there is no desk to run: its fixed user would only take a candidate's."""
+    options = environment.parsed_options
+    if options is None or staff_account(options.staff) is not None:
+        return
+    others = [c for c in environment.user_classes if c is not SupportDeskUser]
+    if others:
+        environment.user_classes[:] = others
 
 
 class ProfileShape(LoadTestShape):

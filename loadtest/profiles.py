@@ -301,6 +301,10 @@ def route_mix(arrivals: Iterable[Arrival]) -> dict[str, int]:
 # -- verdicts --------------------------------------------------------------------------------
 
 
+# A run below this many requests cannot be judged: its percentiles rest on a handful of samples.
+DEFAULT_MIN_REQUESTS = 100
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Pass/fail thresholds of a headless run; None means not checked."""
@@ -308,11 +312,38 @@ class Limits:
     max_fail_ratio: float | None = None
     max_p95_ms: float | None = None
     max_p99_ms: float | None = None
+    min_requests: int | None = None
 
 
-def violations(limits: Limits, fail_ratio: float, p95_ms: float, p99_ms: float) -> list[str]:
+def gate_limits(
+    max_fail_ratio: float | None,
+    max_p95_ms: float | None,
+    max_p99_ms: float | None,
+    min_requests: int | None,
+) -> Limits | None:
+    """The gate a run asked for, or None when it asked for none.
+
+    Asking for any limit brings a minimum request count (`DEFAULT_MIN_REQUESTS` unless given), so
+    a run too small to judge cannot pass; `min_requests=0` drops it.
+    """
+    if (max_fail_ratio, max_p95_ms, max_p99_ms, min_requests) == (None, None, None, None):
+        return None
+    minimum = DEFAULT_MIN_REQUESTS if min_requests is None else min_requests
+    return Limits(max_fail_ratio, max_p95_ms, max_p99_ms, minimum)
+
+
+def violations(
+    limits: Limits, fail_ratio: float, p95_ms: float, p99_ms: float, *, requests: int
+) -> list[str]:
     """What broke the limits, one message each; empty when the run passes."""
     found = []
+    if requests == 0:
+        found.append("no requests were made")
+    elif limits.min_requests is not None and requests < limits.min_requests:
+        noun = "request" if requests == 1 else "requests"
+        found.append(
+            f"only {requests} {noun}: not enough to judge (--min-requests {limits.min_requests})"
+        )
     if limits.max_fail_ratio is not None and fail_ratio > limits.max_fail_ratio:
         found.append(f"failure ratio {fail_ratio:.4f} > {limits.max_fail_ratio}")
     if limits.max_p95_ms is not None and p95_ms > limits.max_p95_ms:

@@ -95,14 +95,19 @@ async def load_functions(client: aioredis.Redis) -> None:
 
 
 def connect(url: str, *, timeout: float = 5.0, max_connections: int = 64) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
+    """A client whose pool, once all `max_connections` are busy, makes a call wait for one (at
+    most `timeout`) instead of failing it at once: an API process may have as many requests under
+    way as the pool has connections, plus its own background calls."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         max_connections=max_connections,
+        timeout=timeout,
         health_check_interval=30,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 # -- the API side: micro-batched enqueue ------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 from loadtest import profiles
 from loadtest.profiles import (
     DAY,
+    DEFAULT_MIN_REQUESTS,
     HOUR,
     MINUTE,
     PROFILES,
@@ -17,6 +18,7 @@ from loadtest.profiles import (
     Limits,
     arrival_times,
     cumulative_share,
+    gate_limits,
     parse_arrivals,
     replay_schedule,
     synthetic_log,
@@ -121,9 +123,29 @@ def test_the_shipped_log_is_the_synthetic_window_opening_and_holds_no_personal_d
 
 def test_gate_reports_each_broken_limit() -> None:
     limits = Limits(max_fail_ratio=0.01, max_p95_ms=200, max_p99_ms=500)
-    assert violations(limits, 0.0, 100, 400) == []
-    assert len(violations(limits, 0.02, 250, 600)) == 3
-    assert violations(Limits(), 1.0, 1e9, 1e9) == []
+    assert violations(limits, 0.0, 100, 400, requests=1000) == []
+    assert len(violations(limits, 0.02, 250, 600, requests=1000)) == 3
+    assert violations(Limits(), 1.0, 1e9, 1e9, requests=1000) == []
+
+
+def test_a_run_below_the_minimum_request_count_cannot_pass() -> None:
+    limits = Limits(max_fail_ratio=0.01, min_requests=100)
+    assert violations(limits, 0.0, 1, 1, requests=20) == [
+        "only 20 requests: not enough to judge (--min-requests 100)"
+    ]
+    assert violations(limits, 0.0, 1, 1, requests=100) == []
+    assert violations(limits, 0.0, 1, 1, requests=1) == [
+        "only 1 request: not enough to judge (--min-requests 100)"
+    ]
+    assert violations(Limits(min_requests=0), 0.0, 1, 1, requests=0) == ["no requests were made"]
+
+
+def test_asking_for_any_limit_brings_the_default_minimum_request_count() -> None:
+    assert gate_limits(None, None, None, None) is None  # no gate: Locust's exit code stands
+    assert gate_limits(0.01, None, None, None) == Limits(0.01, min_requests=DEFAULT_MIN_REQUESTS)
+    assert gate_limits(None, None, 500, None) == Limits(max_p99_ms=500, min_requests=100)
+    assert gate_limits(None, None, None, 5000) == Limits(min_requests=5000)
+    assert gate_limits(0.01, None, None, 0) == Limits(0.01, min_requests=0)
 
 
 def test_percentile_is_nearest_rank() -> None:
