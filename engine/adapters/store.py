@@ -284,6 +284,16 @@ async def receipt(
     return None if row is None else PersistedReceipt(*row)
 
 
+async def persisted_receipts(
+    pool: asyncpg.Pool, receipt_ids: Sequence[str]
+) -> dict[str, tuple[int, int]]:
+    """The committed ones among `receipt_ids`: receipt_id → (candidate_id, version)."""
+    if not receipt_ids:
+        return {}
+    rows = await pool.fetch(QUERIES["persisted_receipts"], list(receipt_ids))
+    return {r["receipt_id"]: (r["candidate_id"], r["version"]) for r in rows}
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
     """One persisted version of a candidate's registration (its form is not needed to list it)."""

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import hashlib
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -349,6 +349,78 @@ async def find_dead_letter(
     return None
 
 
+# -- reconciliation: queued markers of versions already persisted -------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMarker:
+    """A receipt Redis answers `queued` for: the `rcpt:<receipt>` field of a candidate hash."""
+
+    shard: int
+    candidate_id: int
+    receipt_id: str
+    version: int
+
+
+def _candidate_of(key: str) -> tuple[int, int] | None:
+    """(shard, candidate_id) of a key `examreg:{s}:cand:<id>`, or None for any other key."""
+    head, _, candidate = key.partition("}:cand:")
+    shard = head.removeprefix("examreg:{")
+    if not (shard.isdigit() and candidate.isdigit()) or shard == head:
+        return None
+    return int(shard), int(candidate)
+
+
+async def queued_markers(
+    client: aioredis.Redis, shards: Collection[int], *, page: int = 500
+) -> AsyncIterator[list[QueuedMarker]]:
+    """Every queued marker on these shards, one SCAN page at a time (never KEYS: the keyspace
+    holds every candidate of the season, and SCAN keeps each step short)."""
+    match = f"examreg:{{{next(iter(shards))}}}:cand:*" if len(shards) == 1 else "examreg:*:cand:*"
+    cursor: int = 0
+    while True:
+        cursor, keys = await client.scan(cursor, match=match, count=page)
+        found = [(str(key), _candidate_of(str(key))) for key in keys]
+        owned = [(key, ids) for key, ids in found if ids is not None and ids[0] in shards]
+        markers = await _markers_of(client, owned)
+        if markers:
+            yield markers
+        if cursor == 0:
+            return
+
+
+async def _markers_of(
+    client: aioredis.Redis, owned: list[tuple[str, tuple[int, int]]]
+) -> list[QueuedMarker]:
+    """The `rcpt:` fields of these candidate hashes, one pipelined HSCAN each."""
+    pipe = client.pipeline(transaction=False)
+    for key, _ in owned:
+        pipe.hscan(key, 0, match="rcpt:*")
+    markers: list[QueuedMarker] = []
+    for (key, (shard, candidate_id)), answer in zip(owned, await pipe.execute(), strict=True):
+        field_cursor, fields = answer
+        while True:  # a small hash answers in one HSCAN, a large one may need a few more
+            markers += [
+                QueuedMarker(shard, candidate_id, name.removeprefix("rcpt:"), int(version))
+                for name, version in fields.items()
+            ]
+            if field_cursor == 0:
+                break
+            field_cursor, fields = await client.hscan(key, field_cursor, match="rcpt:*")
+    return markers
+
+
+async def release(client: aioredis.Redis, markers: Sequence[QueuedMarker]) -> None:
+    """Drop the queued markers (and latest forms) of versions PostgreSQL already holds."""
+    if not markers:
+        return
+    pipe = client.pipeline(transaction=False)
+    for m in markers:
+        key = candidate_key(m.shard, m.candidate_id)
+        pipe.fcall("examreg_release", 1, key, str(m.version), m.receipt_id)
+    await pipe.execute()
+
+
 # -- the writer side ------------------------------------------------------------------------------
 
 
@@ -402,20 +474,17 @@ class StreamShard:
         rows = await self.client.xpending_range(self.stream, GROUP, entry_id, entry_id, 1)
         return int(rows[0]["times_delivered"]) if rows else 0
 
-    async def ack(self, entry_ids: Sequence[str]) -> None:
-        if entry_ids:
-            await self.client.xack(self.stream, GROUP, *entry_ids)
-
-    async def release(self, rows: Sequence[tuple[int, int, str]]) -> None:
-        """Drop Redis copies PostgreSQL now answers for: (candidate_id, version, receipt_id)."""
-        if not rows:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for candidate_id, version, receipt in rows:
-            pipe.fcall(
-                "examreg_release", 1, candidate_key(self.shard, candidate_id), str(version), receipt
-            )
-        await pipe.execute()
+    async def settle(self, entries: Sequence[tuple[str, int, int, str]]) -> int:
+        """After COMMIT: drop the Redis copies PostgreSQL now answers for and acknowledge the
+        entries, in one atomic call. Each entry is (stream id, candidate_id, version, receipt_id);
+        returns how many were acknowledged."""
+        if not entries:
+            return 0
+        keys = [self.stream, *(candidate_key(self.shard, e[1]) for e in entries)]
+        args = [GROUP]
+        for entry_id, _, version, receipt in entries:
+            args += [entry_id, str(version), receipt]
+        return int(await self.client.fcall("examreg_settle", len(keys), *keys, *args))
 
     async def dead_letter(self, entry_id: str, fields: dict[str, str], reason: str) -> None:
         """Move an entry that can never be persisted to the shard's dead-letter stream."""

@@ -23,7 +23,7 @@ import uvicorn
 import uvloop
 
 from engine import settings as settings_module
-from engine.adapters import backend, store, telemetry
+from engine.adapters import backend, store, streams, telemetry
 from engine.adapters.embedded import EmbeddedServices, ServiceError
 from engine.adapters.passwords import make_hasher
 from engine.app import create_app
@@ -39,6 +39,7 @@ from engine.runtime.launch import (
     supervise,
     with_connection,
 )
+from engine.services import reconciliation
 from engine.services.roster import import_roster, parse_import, seed
 from engine.settings import Settings, SettingsError
 
@@ -222,6 +223,33 @@ def cmd_capacity(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    """Release queued markers of versions already persisted (what a crashed writer left)."""
+    dsn, redis_url = require_urls(settings)
+
+    async def run() -> reconciliation.SweepResult:
+        client = streams.connect(redis_url, timeout=settings.io_timeout_seconds)
+        try:
+            pool = await store.create_pool(dsn, size=1, io_timeout=settings.io_timeout_seconds)
+            try:
+                shards = range(settings.stream_shards)
+                return await reconciliation.release_persisted_markers(client, pool, shards)
+            finally:
+                await pool.close()
+        finally:
+            await client.aclose()
+
+    try:
+        result = asyncio.run(run())
+    except backend.BACKEND_ERRORS as exc:
+        raise UsageError(f"cannot reach Redis or PostgreSQL: {type(exc).__name__}") from exc
+    print(
+        f"released {result.released} of {result.queued} queued receipt markers"
+        " (their versions were already persisted)"
+    )
+    return 0
+
+
 # -- demo --------------------------------------------------------------------------------------
 
 
@@ -300,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     capacity.add_argument("--metrics-dir", default=None, help="default: DATA_DIR/metrics")
     capacity.add_argument("--json", action="store_true", help="the JSON of /api/v1/ops/capacity")
     capacity.set_defaults(func=cmd_capacity)
+
+    sub.add_parser(
+        "reconcile", help="release queued markers of versions already persisted"
+    ).set_defaults(func=cmd_reconcile)
 
     api_worker = sub.add_parser("_api-worker", help=argparse.SUPPRESS)
     api_worker.add_argument("--fd", type=int, required=True)
