@@ -48,6 +48,9 @@ class ShardWriter:
         while not stop.is_set():
             try:
                 if not ready:  # inside the loop: Redis may be down when the writer starts
+                    # The writer calls examreg_settle: it must not depend on an API having
+                    # loaded the library (a new Redis, or writers upgraded first).
+                    await streams.load_functions(self.shard.client)
                     await self.shard.ensure_group()
                     await self._drain_own_pending()
                     ready = True

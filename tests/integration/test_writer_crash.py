@@ -224,3 +224,20 @@ async def test_examreg_reconcile_releases_stale_markers(
     assert await asyncio.to_thread(cli.main, ["reconcile"]) == 0
     assert "released 1 of 1 queued receipt markers" in capsys.readouterr().out
     assert await _receipt_status(harness, candidate, receipt) == "persisted"
+
+
+async def test_a_writer_loads_the_functions_it_calls_itself(
+    harness: Harness, roster: list[dict[str, Any]], pool: asyncpg.Pool, aredis: Any
+) -> None:
+    candidate = roster[6]
+    receipt = await _submit(harness, candidate, "functions")
+    await aredis.function_flush()  # a Redis no API has loaded the library into since
+    shard_no = harness.settings.shard_of(candidate["candidate_id"])
+
+    async def persisted() -> bool:
+        return await _receipt_status(harness, candidate, receipt) == "persisted"
+
+    try:
+        await _restart_until(harness, pool, aredis, shard_no, persisted, "examreg_settle missing")
+    finally:
+        await streams.load_functions(aredis)
