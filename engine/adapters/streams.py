@@ -25,6 +25,9 @@ from typing import Any, Literal
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from engine.adapters import metrics
@@ -95,14 +98,26 @@ async def load_functions(client: aioredis.Redis) -> None:
 
 
 def connect(url: str, *, timeout: float = 5.0, max_connections: int = 64) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
+    """A client whose pool waits for a free connection and survives a Redis restart.
+
+    Past `max_connections` commands in flight a command waits (up to `timeout`) for a
+    connection to come back instead of failing at once with "Too many connections": a burst
+    queues for milliseconds rather than ending in 503s. A command that meets a connection error
+    is sent once more on a fresh connection: after Valkey restarts every pooled connection is
+    stale, and without the retry each one would fail one request. Timeouts are not retried (the
+    command may have run, and the caller's deadline is already spent).
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         max_connections=max_connections,
+        timeout=timeout,
         health_check_interval=30,
+        retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 # -- the API side: micro-batched enqueue ------------------------------------------------------

@@ -1,0 +1,70 @@
+"""Faults survived cleanly: a Valkey restart, a full Redis pool, a restart of the embedded servers.
+
+After Valkey restarts, every connection in a pool is stale; each must be replaced on its next use
+and the command sent again, not fail one request with 503. A burst that needs more connections
+than the pool holds waits for one instead of failing with "Too many connections". And
+`examreg services start` after a stop brings the servers back on the ports they had, although the
+old connections are still in TIME_WAIT, so the running API and writers find them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from engine.adapters import streams
+from tests.conftest import Harness, Servers
+from tests.support import drain, form_for
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_full_redis_pool_makes_commands_wait_instead_of_failing(redis_url: str) -> None:
+    client = streams.connect(redis_url, timeout=5, max_connections=2)
+    try:
+        started = time.monotonic()
+        # Five commands that each hold their connection for 0.2 s, on a pool of two.
+        results = await asyncio.gather(*(client.blpop([f"nothing-{i}"], 0.2) for i in range(5)))
+        assert results == [None] * 5
+        assert time.monotonic() - started >= 0.4  # they queued for the two connections
+    finally:
+        await client.aclose()
+
+
+async def test_after_a_valkey_restart_the_next_requests_succeed(
+    servers: Servers, harness: Harness, roster: list[dict[str, Any]], pool: Any, aredis: Any
+) -> None:
+    if servers.embedded is None:
+        pytest.skip("restarting Valkey needs the embedded servers (EXAMREG_REDIS_URL is external)")
+    endpoints = servers.embedded.endpoints()
+    assert endpoints is not None
+    candidate = roster[0]
+    auth = await harness.login(candidate)
+    warm = await asyncio.gather(*(harness.client.get("/api/v1/me", headers=auth) for _ in range(8)))
+    assert {r.status_code for r in warm} == {200}  # the pool now holds several connections
+
+    await asyncio.to_thread(servers.embedded.stop_redis)
+    await asyncio.to_thread(servers.embedded.start_redis, endpoints.redis_port)
+
+    # Every pooled connection is stale now: none of them may cost a request.
+    for _ in range(3):
+        assert (await harness.client.get("/api/v1/me", headers=auth)).status_code == 200
+    burst = await asyncio.gather(
+        *(harness.client.get("/api/v1/me", headers=auth) for _ in range(16))
+    )
+    assert [r.status_code for r in burst] == [200] * 16
+    put = await harness.client.put(
+        "/api/v1/me/registration",
+        json=form_for(candidate),
+        headers={**auth, "Idempotency-Key": "after-restart"},
+    )
+    assert put.status_code == 202, put.text
+    assert put.headers.get("Idempotent-Replayed") is None
+    await drain(harness.settings, pool, aredis)
+    receipt = await harness.client.get(
+        f"/api/v1/me/receipts/{put.json()['receipt_id']}", headers=auth
+    )
+    assert receipt.json()["status"] == "persisted"
