@@ -60,7 +60,14 @@ def _setup_logging(level: str) -> None:
 def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
     services = EmbeddedServices(Path(args.data_dir or settings.data_dir))
     if args.action == "start":
+        before = services.endpoints()
         endpoints = services.start()
+        if before is not None and before != endpoints:
+            print(
+                "examreg: a recorded port was taken by another program, so the servers moved:"
+                " restart the API and writers with the URLs below",
+                file=sys.stderr,
+            )
         print(f"EXAMREG_DATABASE_URL={endpoints.database_url}")
         print(f"EXAMREG_REDIS_URL={endpoints.redis_url}")
     elif args.action == "stop":

@@ -10,12 +10,17 @@ old connections are still in TIME_WAIT, so the running API and writers find them
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from engine.adapters import streams
+from engine.adapters.embedded import EmbeddedServices
+from engine.runtime import cli
 from tests.conftest import Harness, Servers
 from tests.support import drain, form_for
 
@@ -68,3 +73,57 @@ async def test_after_a_valkey_restart_the_next_requests_succeed(
         f"/api/v1/me/receipts/{put.json()['receipt_id']}", headers=auth
     )
     assert receipt.json()["status"] == "persisted"
+
+
+@pytest.mark.slow
+def test_services_start_after_a_stop_keeps_the_ports_and_says_when_one_was_taken(
+    server_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = str(server_dir / "services")
+    said: list[str] = []
+
+    def start() -> dict[str, str]:
+        assert cli.main(["services", "start", "--data-dir", data_dir]) == 0
+        out, err = capsys.readouterr()
+        said.append(err)
+        return dict(line.split("=", 1) for line in out.splitlines() if line.startswith("EXAMREG_"))
+
+    urls = start()
+    try:
+
+        async def use(client: Any) -> None:  # a new PostgreSQL connection, the kept Redis client
+            conn = await asyncpg.connect(urls["EXAMREG_DATABASE_URL"])
+            try:
+                assert await conn.fetchval("SELECT 1") == 1
+            finally:
+                await conn.close()
+            assert await client.ping()
+
+        async def scenario() -> None:
+            client = streams.connect(urls["EXAMREG_REDIS_URL"], timeout=5)
+            try:
+                await use(client)
+                # The servers close their clients' connections: those sockets linger in
+                # TIME_WAIT on the servers' ports.
+                assert cli.main(["services", "stop", "--data-dir", data_dir]) == 0
+                assert start() == urls, "a restart must keep the ports"
+                await use(client)  # the same client finds the server again
+            finally:
+                await client.aclose()
+
+        asyncio.run(scenario())
+        assert said == ["", ""]
+
+        # Another program took the Valkey port meanwhile: the servers move, and say so.
+        assert cli.main(["services", "stop", "--data-dir", data_dir]) == 0
+        redis_port = int(urls["EXAMREG_REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            squatter.bind(("127.0.0.1", redis_port))
+            squatter.listen()
+            moved = start()
+        assert moved["EXAMREG_DATABASE_URL"] == urls["EXAMREG_DATABASE_URL"]
+        assert moved["EXAMREG_REDIS_URL"] != urls["EXAMREG_REDIS_URL"]
+        assert "restart the API and writers" in said[-1]
+    finally:
+        EmbeddedServices(Path(data_dir)).destroy()
