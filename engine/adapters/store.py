@@ -75,10 +75,15 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(dsn: str, *, size: int = 10, io_timeout: float = 5.0) -> asyncpg.Pool:
-    """A pool whose connections decode jsonb and time out every command."""
+    """A pool whose connections decode jsonb and time out every command.
+
+    All `size` connections are opened at once, not on demand: opening one (TCP, startup, the
+    jsonb codec's type lookup) costs several round trips, and a pool that grew from one
+    connection during a burst made the burst's first requests wait for them.
+    """
     pool = await asyncpg.create_pool(
         dsn,
-        min_size=1,
+        min_size=size,
         max_size=size,
         command_timeout=io_timeout * 6,
         timeout=io_timeout,

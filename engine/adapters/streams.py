@@ -120,6 +120,13 @@ def connect(url: str, *, timeout: float = 5.0, max_connections: int = 64) -> aio
     return aioredis.Redis.from_pool(pool)
 
 
+async def open_connections(client: aioredis.Redis, count: int) -> None:
+    """Open `count` pooled connections now (one PING each, at once), so that a burst finds them
+    ready: a new connection costs a TCP handshake and set-up commands, and during a burst every
+    round trip waits for Valkey's fsync of the writes in flight."""
+    await asyncio.gather(*(client.ping() for _ in range(count)))
+
+
 # -- the API side: micro-batched enqueue ------------------------------------------------------
 
 

@@ -87,6 +87,7 @@ async def build_services(settings: Settings) -> Services:
     if settings.redis_check_durability:
         await streams.check_durability(client)
     await streams.load_functions(client)
+    await streams.open_connections(client, settings.max_inflight_requests)
     pool = await store.create_pool(
         settings.database_url, size=settings.db_pool_size, io_timeout=settings.io_timeout_seconds
     )

@@ -1,8 +1,9 @@
-"""Faults survived cleanly: a Valkey restart, a full Redis pool, a restart of the embedded servers.
+"""Faults survived: a Valkey restart, a full or cold pool, a restart of the embedded servers.
 
 After Valkey restarts, every connection in a pool is stale; each must be replaced on its next use
 and the command sent again, not fail one request with 503. A burst that needs more connections
-than the pool holds waits for one instead of failing with "Too many connections". And
+than the pool holds waits for one instead of failing with "Too many connections", and an API
+process opens its connections at start, not during its first burst. And
 `examreg services start` after a stop brings the servers back on the ports they had, although the
 old connections are still in TIME_WAIT, so the running API and writers find them again.
 """
@@ -21,7 +22,7 @@ import pytest
 from engine.adapters import streams
 from engine.adapters.embedded import EmbeddedServices
 from engine.runtime import cli
-from tests.conftest import Harness, Servers
+from tests.conftest import Harness, Servers, make_harness
 from tests.support import drain, form_for
 
 pytestmark = pytest.mark.anyio
@@ -37,6 +38,21 @@ async def test_a_full_redis_pool_makes_commands_wait_instead_of_failing(redis_ur
         assert time.monotonic() - started >= 0.4  # they queued for the two connections
     finally:
         await client.aclose()
+
+
+async def test_an_api_process_opens_its_connections_before_the_first_burst(
+    settings: Any, redis_url: str
+) -> None:
+    probe = streams.connect(redis_url)
+    try:
+        before = int((await probe.info("clients"))["connected_clients"])
+        async for harness in make_harness(settings):
+            pool = harness.services.pool
+            assert (pool.get_size(), pool.get_idle_size()) == (settings.db_pool_size,) * 2
+            opened = int((await probe.info("clients"))["connected_clients"]) - before
+            assert opened >= settings.max_inflight_requests
+    finally:
+        await probe.aclose()
 
 
 async def test_after_a_valkey_restart_the_next_requests_succeed(
