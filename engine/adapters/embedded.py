@@ -75,7 +75,11 @@ def _free_port() -> int:
 
 
 def _port_free(port: int) -> bool:
+    """Whether a server could listen on `port` now. Both servers bind with SO_REUSEADDR, and so
+    does this check: a port whose last connections linger in TIME_WAIT after a stop is free for
+    them, and a restart keeps its port (the running API and writers reconnect to it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

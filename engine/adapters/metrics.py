@@ -125,6 +125,10 @@ DEAD_LETTERS = Counter(
     "examreg_writer_dead_letters_total", "Entries moved to the dead-letter stream.", ["reason"]
 )
 WRITER_ERRORS = Counter("examreg_writer_errors_total", "Writer failures, by kind.", ["kind"])
+MARKERS_RELEASED = Counter(
+    "examreg_reconcile_markers_released_total",
+    "Queued markers of versions already persisted, released by the reconciliation sweep.",
+)
 ENTRIES_CLAIMED = Counter(
     "examreg_writer_entries_claimed_total", "Entries taken over from a dead writer."
 )

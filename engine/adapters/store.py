@@ -82,10 +82,14 @@ async def create_pool(
     With `role`, every connection acts as that role from its start (the startup packet sets it,
     so neither RESET ROLE nor RESET ALL goes back to the URL's user): the services' own role,
     whose grants migration 0005 sets (audit_log: INSERT and SELECT only).
+
+    All `size` connections are opened at once, not on demand: opening one (TCP, startup, the
+    jsonb codec's type lookup) costs several round trips, and a pool that grew from one
+    connection during a burst made the burst's first requests wait for them.
     """
     pool = await asyncpg.create_pool(
         dsn,
-        min_size=1,
+        min_size=size,
         max_size=size,
         command_timeout=io_timeout * 6,
         timeout=io_timeout,
@@ -274,6 +278,16 @@ async def receipt(
 ) -> PersistedReceipt | None:
     row = await pool.fetchrow(QUERIES["receipt"], candidate_id, receipt_id)
     return None if row is None else PersistedReceipt(*row)
+
+
+async def persisted_receipts(
+    pool: asyncpg.Pool, receipt_ids: Sequence[str]
+) -> dict[str, tuple[int, int]]:
+    """The committed ones among `receipt_ids`: receipt_id → (candidate_id, version)."""
+    if not receipt_ids:
+        return {}
+    rows = await pool.fetch(QUERIES["persisted_receipts"], list(receipt_ids))
+    return {r["receipt_id"]: (r["candidate_id"], r["version"]) for r in rows}
 
 
 @dataclass(frozen=True, slots=True)

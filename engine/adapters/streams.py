@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import hashlib
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +25,9 @@ from typing import Any, Literal
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from engine.adapters import metrics
@@ -95,9 +98,15 @@ async def load_functions(client: aioredis.Redis) -> None:
 
 
 def connect(url: str, *, timeout: float = 5.0, max_connections: int = 64) -> aioredis.Redis:
-    """A client whose pool, once all `max_connections` are busy, makes a call wait for one (at
-    most `timeout`) instead of failing it at once: an API process may have as many requests under
-    way as the pool has connections, plus its own background calls."""
+    """A client whose pool waits for a free connection and survives a Redis restart.
+
+    Past `max_connections` commands in flight a command waits (up to `timeout`) for a
+    connection to come back instead of failing at once with "Too many connections": a burst
+    queues for milliseconds rather than ending in 503s. A command that meets a connection error
+    is sent once more on a fresh connection: after Valkey restarts every pooled connection is
+    stale, and without the retry each one would fail one request. Timeouts are not retried (the
+    command may have run, and the caller's deadline is already spent).
+    """
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
@@ -106,8 +115,16 @@ def connect(url: str, *, timeout: float = 5.0, max_connections: int = 64) -> aio
         max_connections=max_connections,
         timeout=timeout,
         health_check_interval=30,
+        retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
     )
     return aioredis.Redis.from_pool(pool)
+
+
+async def open_connections(client: aioredis.Redis, count: int) -> None:
+    """Open `count` pooled connections now (one PING each, at once), so that a burst finds them
+    ready: a new connection costs a TCP handshake and set-up commands, and during a burst every
+    round trip waits for Valkey's fsync of the writes in flight."""
+    await asyncio.gather(*(client.ping() for _ in range(count)))
 
 
 # -- the API side: micro-batched enqueue ------------------------------------------------------
@@ -354,6 +371,78 @@ async def find_dead_letter(
     return None
 
 
+# -- reconciliation: queued markers of versions already persisted -------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMarker:
+    """A receipt Redis answers `queued` for: the `rcpt:<receipt>` field of a candidate hash."""
+
+    shard: int
+    candidate_id: int
+    receipt_id: str
+    version: int
+
+
+def _candidate_of(key: str) -> tuple[int, int] | None:
+    """(shard, candidate_id) of a key `examreg:{s}:cand:<id>`, or None for any other key."""
+    head, _, candidate = key.partition("}:cand:")
+    shard = head.removeprefix("examreg:{")
+    if not (shard.isdigit() and candidate.isdigit()) or shard == head:
+        return None
+    return int(shard), int(candidate)
+
+
+async def queued_markers(
+    client: aioredis.Redis, shards: Collection[int], *, page: int = 500
+) -> AsyncIterator[list[QueuedMarker]]:
+    """Every queued marker on these shards, one SCAN page at a time (never KEYS: the keyspace
+    holds every candidate of the season, and SCAN keeps each step short)."""
+    match = f"examreg:{{{next(iter(shards))}}}:cand:*" if len(shards) == 1 else "examreg:*:cand:*"
+    cursor: int = 0
+    while True:
+        cursor, keys = await client.scan(cursor, match=match, count=page)
+        found = [(str(key), _candidate_of(str(key))) for key in keys]
+        owned = [(key, ids) for key, ids in found if ids is not None and ids[0] in shards]
+        markers = await _markers_of(client, owned)
+        if markers:
+            yield markers
+        if cursor == 0:
+            return
+
+
+async def _markers_of(
+    client: aioredis.Redis, owned: list[tuple[str, tuple[int, int]]]
+) -> list[QueuedMarker]:
+    """The `rcpt:` fields of these candidate hashes, one pipelined HSCAN each."""
+    pipe = client.pipeline(transaction=False)
+    for key, _ in owned:
+        pipe.hscan(key, 0, match="rcpt:*")
+    markers: list[QueuedMarker] = []
+    for (key, (shard, candidate_id)), answer in zip(owned, await pipe.execute(), strict=True):
+        field_cursor, fields = answer
+        while True:  # a small hash answers in one HSCAN, a large one may need a few more
+            markers += [
+                QueuedMarker(shard, candidate_id, name.removeprefix("rcpt:"), int(version))
+                for name, version in fields.items()
+            ]
+            if field_cursor == 0:
+                break
+            field_cursor, fields = await client.hscan(key, field_cursor, match="rcpt:*")
+    return markers
+
+
+async def release(client: aioredis.Redis, markers: Sequence[QueuedMarker]) -> None:
+    """Drop the queued markers (and latest forms) of versions PostgreSQL already holds."""
+    if not markers:
+        return
+    pipe = client.pipeline(transaction=False)
+    for m in markers:
+        key = candidate_key(m.shard, m.candidate_id)
+        pipe.fcall("examreg_release", 1, key, str(m.version), m.receipt_id)
+    await pipe.execute()
+
+
 # -- the writer side ------------------------------------------------------------------------------
 
 
@@ -407,20 +496,17 @@ class StreamShard:
         rows = await self.client.xpending_range(self.stream, GROUP, entry_id, entry_id, 1)
         return int(rows[0]["times_delivered"]) if rows else 0
 
-    async def ack(self, entry_ids: Sequence[str]) -> None:
-        if entry_ids:
-            await self.client.xack(self.stream, GROUP, *entry_ids)
-
-    async def release(self, rows: Sequence[tuple[int, int, str]]) -> None:
-        """Drop Redis copies PostgreSQL now answers for: (candidate_id, version, receipt_id)."""
-        if not rows:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for candidate_id, version, receipt in rows:
-            pipe.fcall(
-                "examreg_release", 1, candidate_key(self.shard, candidate_id), str(version), receipt
-            )
-        await pipe.execute()
+    async def settle(self, entries: Sequence[tuple[str, int, int, str]]) -> int:
+        """After COMMIT: drop the Redis copies PostgreSQL now answers for and acknowledge the
+        entries, in one atomic call. Each entry is (stream id, candidate_id, version, receipt_id);
+        returns how many were acknowledged."""
+        if not entries:
+            return 0
+        keys = [self.stream, *(candidate_key(self.shard, e[1]) for e in entries)]
+        args = [GROUP]
+        for entry_id, _, version, receipt in entries:
+            args += [entry_id, str(version), receipt]
+        return int(await self.client.fcall("examreg_settle", len(keys), *keys, *args))
 
     async def dead_letter(self, entry_id: str, fields: dict[str, str], reason: str) -> None:
         """Move an entry that can never be persisted to the shard's dead-letter stream."""

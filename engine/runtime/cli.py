@@ -41,6 +41,7 @@ from engine.runtime.launch import (
     with_connection,
 )
 from engine.runtime.protocol import limited_protocol
+from engine.services import reconciliation
 from engine.services.roster import import_roster, parse_import, seed
 from engine.services.staff import ROLES, valid_username
 from engine.settings import Settings, SettingsError
@@ -62,7 +63,14 @@ def _setup_logging(level: str) -> None:
 def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
     services = EmbeddedServices(Path(args.data_dir or settings.data_dir))
     if args.action == "start":
+        before = services.endpoints()
         endpoints = services.start()
+        if before is not None and before != endpoints:
+            print(
+                "examreg: a recorded port was taken by another program, so the servers moved:"
+                " restart the API and writers with the URLs below",
+                file=sys.stderr,
+            )
         print(f"EXAMREG_DATABASE_URL={endpoints.database_url}")
         print(f"EXAMREG_REDIS_URL={endpoints.redis_url}")
     elif args.action == "stop":
@@ -320,6 +328,33 @@ def cmd_capacity(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    """Release queued markers of versions already persisted (what a crashed writer left)."""
+    dsn, redis_url = require_urls(settings)
+
+    async def run() -> reconciliation.SweepResult:
+        client = streams.connect(redis_url, timeout=settings.io_timeout_seconds)
+        try:
+            pool = await store.create_pool(dsn, size=1, io_timeout=settings.io_timeout_seconds)
+            try:
+                shards = range(settings.stream_shards)
+                return await reconciliation.release_persisted_markers(client, pool, shards)
+            finally:
+                await pool.close()
+        finally:
+            await client.aclose()
+
+    try:
+        result = asyncio.run(run())
+    except backend.BACKEND_ERRORS as exc:
+        raise UsageError(f"cannot reach Redis or PostgreSQL: {type(exc).__name__}") from exc
+    print(
+        f"released {result.released} of {result.queued} queued receipt markers"
+        " (their versions were already persisted)"
+    )
+    return 0
+
+
 # -- demo --------------------------------------------------------------------------------------
 
 
@@ -418,6 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
     capacity.add_argument("--metrics-dir", default=None, help="default: DATA_DIR/metrics")
     capacity.add_argument("--json", action="store_true", help="the JSON of /api/v1/ops/capacity")
     capacity.set_defaults(func=cmd_capacity)
+
+    sub.add_parser(
+        "reconcile", help="release queued markers of versions already persisted"
+    ).set_defaults(func=cmd_reconcile)
 
     api_worker = sub.add_parser("_api-worker", help=argparse.SUPPRESS)
     api_worker.add_argument("--fd", type=int, required=True)

@@ -3,7 +3,8 @@
 Owns the demo's sequence: start embedded PostgreSQL + Valkey, migrate, seed a roster and one staff
 account per role (first run only, credentials written to the data dir), start API workers and
 writers under the supervisor, print where to go, and on Ctrl-C stop everything it started while
-keeping the data on disk.
+keeping the data on disk. One demo per data directory (a lock file): a second one exits with a
+message and leaves the first one's servers alone.
 """
 
 from __future__ import annotations
@@ -12,17 +13,21 @@ import argparse
 import asyncio
 import csv
 import dataclasses
+import fcntl
 import os
 import secrets
+import socket
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 from engine.adapters import backend, store
-from engine.adapters.embedded import EmbeddedServices
+from engine.adapters.embedded import EmbeddedServices, Endpoints
 from engine.adapters.files import write_private
 from engine.adapters.passwords import make_hasher
 from engine.runtime.launch import (
+    UsageError,
     child_env,
     children,
     listen_socket,
@@ -94,31 +99,78 @@ def _print_banner(port: int, data_dir: Path, ready_after: float) -> None:
     print("\nCtrl-C stops everything (data stays in", data_dir, ")\n", flush=True)
 
 
+class _DemoLock:
+    """`D/demo.lock`, held (flock) while a demo runs on data dir D, with the holder's pid inside.
+
+    Two demos on one data dir would share its servers, and the one that exits first would stop
+    them under the other: a second `make demo` must find the first and leave it alone. The lock
+    goes with the process, however it ends (a kill -9 leaves no stale lock behind).
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "demo.lock"
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        """Raises UsageError (exit status 2) when another demo holds the lock."""
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise UsageError(
+                f"another examreg demo (pid {holder}) is running on {self.path.parent}; it is"
+                " left untouched. Use it, stop it with Ctrl-C, or give this one another"
+                " --data-dir and --port."
+            ) from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
-    started = time.monotonic()
     data_dir = Path(args.data_dir or settings.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    lock = _DemoLock(data_dir)
+    lock.acquire()
+    try:
+        # The port before anything starts: taken (another demo on another data dir, any other
+        # program), the demo ends here without having started or stopped a server.
+        sock = listen_socket("127.0.0.1", args.port)
+        try:
+            return _serve(args, settings, data_dir, sock)
+        finally:
+            sock.close()
+    finally:
+        lock.release()
+
+
+def _serve(
+    args: argparse.Namespace, settings: Settings, data_dir: Path, sock: socket.socket
+) -> int:
+    started = time.monotonic()
     services = EmbeddedServices(data_dir)
+    # Servers already running (`examreg services start`) are not the demo's to stop.
+    found_running = {"postgres": services.pg_running(), "valkey": services.redis_running()}
     print(f"starting embedded PostgreSQL and Valkey in {data_dir} …", flush=True)
-    endpoints = services.start()
-    secret_file = data_dir / "secret-key"
-    if not secret_file.exists():
-        write_private(secret_file, secrets.token_hex(32))
-    os.environ["EXAMREG_DATABASE_URL"] = endpoints.database_url
-    os.environ["EXAMREG_REDIS_URL"] = endpoints.redis_url
-    os.environ["EXAMREG_SECRET_KEY"] = secret_file.read_text().strip()
-    settings = dataclasses.replace(
-        settings, database_url=endpoints.database_url, redis_url=endpoints.redis_url
-    )
     supervisor: Supervisor | None = None
     try:
+        endpoints = services.start()
+        settings = _demo_settings(settings, data_dir, endpoints)
         asyncio.run(
             with_connection(
                 endpoints.database_url,
                 lambda conn: _prepare(conn, settings, data_dir, args.candidates),
             )
         )
-        sock = listen_socket("127.0.0.1", args.port)
         supervisor = Supervisor(
             children(sock, args.workers, args.writers), child_env(settings, data_dir)
         )
@@ -138,5 +190,27 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if supervisor is not None:
             supervisor.stop()
-        services.stop()
-        print("stopped; data kept in", data_dir, flush=True)
+        if not found_running["valkey"]:
+            services.stop_redis()
+        if not found_running["postgres"]:
+            services.stop_postgres()
+        kept = [name for name, running in found_running.items() if running]
+        print(
+            "stopped; data kept in",
+            data_dir,
+            f"({' and '.join(kept)} left running as found)" if kept else "",
+            flush=True,
+        )
+
+
+def _demo_settings(settings: Settings, data_dir: Path, endpoints: Endpoints) -> Settings:
+    """The servers' URLs and the demo's stored secret, for this process and its children."""
+    secret_file = data_dir / "secret-key"
+    if not secret_file.exists():
+        write_private(secret_file, secrets.token_hex(32))
+    os.environ["EXAMREG_DATABASE_URL"] = endpoints.database_url
+    os.environ["EXAMREG_REDIS_URL"] = endpoints.redis_url
+    os.environ["EXAMREG_SECRET_KEY"] = secret_file.read_text().strip()
+    return dataclasses.replace(
+        settings, database_url=endpoints.database_url, redis_url=endpoints.redis_url
+    )

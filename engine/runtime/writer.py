@@ -1,12 +1,14 @@
 """The stream writer: drains Redis shards into PostgreSQL in batches (architecture §2, §3.3–4).
 
 Owns the loop of one writer process: for each of its shards, read a batch, persist it in one
-transaction, and only after COMMIT acknowledge, release the Redis copies and trim. Entries left by
-a dead writer are claimed after they idle; an entry that fails alone is retried until it has been
-delivered `writer_max_deliveries` times and then dead-lettered; a failing batch is halved until the
-bad entry stands alone, so it never blocks the rest. Shutdown (SIGTERM) stops reading, lets the
-batch in hand finish within `writer_shutdown_seconds`, then cancels; anything not acknowledged is
-simply delivered again later, which the version guard and `ON CONFLICT DO NOTHING` make harmless.
+transaction, and only after COMMIT release the Redis copies and acknowledge (one atomic call),
+then trim. At start it sweeps its shards for queued markers of versions already persisted
+(`engine.services.reconciliation`). Entries left by a dead writer are claimed after they idle; an
+entry that fails alone is retried until it has been delivered `writer_max_deliveries` times and
+then dead-lettered; a failing batch is halved until the bad entry stands alone, so it never blocks
+the rest. Shutdown (SIGTERM) stops reading, lets the batch in hand finish within
+`writer_shutdown_seconds`, then cancels; anything not acknowledged is simply delivered again
+later, which the version guard and `ON CONFLICT DO NOTHING` make harmless.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from datetime import UTC, datetime
 from engine.adapters import backend, metrics, store, streams
 from engine.adapters.streams import StreamEntries, StreamShard
 from engine.domain.entries import PoisonEntry, VersionRow, to_row
+from engine.services import reconciliation
 from engine.settings import Settings
 
 log = logging.getLogger("examreg.writer")
@@ -45,6 +48,9 @@ class ShardWriter:
         while not stop.is_set():
             try:
                 if not ready:  # inside the loop: Redis may be down when the writer starts
+                    # The writer calls examreg_settle: it must not depend on an API having
+                    # loaded the library (a new Redis, or writers upgraded first).
+                    await streams.load_functions(self.shard.client)
                     await self.shard.ensure_group()
                     await self._drain_own_pending()
                     ready = True
@@ -133,9 +139,11 @@ class ShardWriter:
         now = datetime.now(UTC)
         for _, _, row in items:
             metrics.ACCEPT_TO_PERSIST.observe(max(0.0, (now - row.accepted_at).total_seconds()))
-        # Only now, after COMMIT, may Redis forget the entries (architecture §3.4).
-        await self.shard.ack([item[0] for item in items])
-        await self.shard.release([(r.candidate_id, r.version, r.receipt_id) for _, _, r in items])
+        # Only now, after COMMIT, may Redis forget the entries (architecture §3.4). Releasing the
+        # read-your-writes copies and acknowledging is one atomic call: acknowledged first and
+        # released after, a writer killed in between left receipts `queued` forever, for no entry
+        # was left to deliver again. Killed before the call, the entries are simply redelivered.
+        await self.shard.settle([(e, r.candidate_id, r.version, r.receipt_id) for e, _, r in items])
 
     async def _write_with_retry(self, rows: list[VersionRow]) -> store.BatchResult:
         """Retry deadlocks and serialization failures a few times before giving up on the batch."""
@@ -181,6 +189,15 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
+async def _sweep(client: backend.Redis, pool: backend.Pool, shard_numbers: Sequence[int]) -> None:
+    """Once at start: release queued markers of persisted versions (an older writer's crash)."""
+    try:
+        await reconciliation.release_persisted_markers(client, pool, set(shard_numbers))
+    except backend.REDIS_ERRORS + backend.POSTGRES_ERRORS as exc:
+        metrics.WRITER_ERRORS.labels("reconcile").inc()
+        log.warning("reconciliation sweep failed: %s", type(exc).__name__)
+
+
 def shards_for(process_index: int, processes: int, shards: int) -> list[int]:
     """Which shards writer process `process_index` of `processes` reads.
 
@@ -194,25 +211,25 @@ def shards_for(process_index: int, processes: int, shards: int) -> list[int]:
 async def run_writer(
     settings: Settings,
     pool: backend.Pool,
-    client: object,
+    client: backend.Redis,
     shard_numbers: Sequence[int],
     consumer: str,
     stop: asyncio.Event,
 ) -> None:
     """Run one ShardWriter per shard until `stop`, then drain within the shutdown bound."""
     writers = [
-        ShardWriter(settings, pool, StreamShard(client, shard, consumer))  # type: ignore[arg-type]
-        for shard in shard_numbers
+        ShardWriter(settings, pool, StreamShard(client, shard, consumer)) for shard in shard_numbers
     ]
     tasks = [asyncio.create_task(w.run(stop), name=f"shard-{w.shard.shard}") for w in writers]
+    sweep = asyncio.create_task(_sweep(client, pool, shard_numbers), name="reconcile")
     stopped = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*tasks, stopped], return_when=asyncio.FIRST_COMPLETED)
     crashed = [t for t in done if t is not stopped and t.exception() is not None]
     stop.set()
     _, pending = await asyncio.wait(tasks, timeout=settings.writer_shutdown_seconds)
-    for task in pending:
+    for task in (*pending, sweep):
         task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    await asyncio.gather(*pending, sweep, return_exceptions=True)
     if crashed:
         raise crashed[0].exception()  # type: ignore[misc]
 

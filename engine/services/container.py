@@ -66,13 +66,28 @@ async def watch_memory(svc: Services) -> None:
         await asyncio.sleep(1.0)
 
 
+def redis_connections(settings: Settings) -> int:
+    """Redis connections one API process may hold at once: one per request the gate admits, one
+    per login it lets wait for a hash (logins are not gated) and a margin for the pages (never
+    refused) and the background tasks. The fixed 64 of before was below that, and past it
+    redis-py failed at once with "Too many connections" (a 503 `unavailable`); now a command
+    waits for a free connection, and the size keeps that wait rare."""
+    logins = settings.login_queue_limit + settings.login_concurrency
+    return settings.max_inflight_requests + logins + 32
+
+
 async def build_services(settings: Settings) -> Services:
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("EXAMREG_DATABASE_URL and EXAMREG_REDIS_URL must be set")
-    client = streams.connect(settings.redis_url, timeout=settings.io_timeout_seconds)
+    client = streams.connect(
+        settings.redis_url,
+        timeout=settings.io_timeout_seconds,
+        max_connections=redis_connections(settings),
+    )
     if settings.redis_check_durability:
         await streams.check_durability(client)
     await streams.load_functions(client)
+    await streams.open_connections(client, settings.max_inflight_requests)
     pool = await store.create_pool(
         settings.database_url,
         size=settings.db_pool_size,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import random
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -116,3 +118,117 @@ def test_demo_serves_a_seeded_candidate_and_stops_cleanly(tmp_path: Path, server
     status = EmbeddedServices(data_dir).status()
     assert status == {"postgres": "stopped", "valkey": "stopped"}
     assert (data_dir / "postgres" / "PG_VERSION").exists()
+
+
+def _demo(data_dir: Path, port: int, log: Any) -> subprocess.Popen[bytes]:
+    argv = ["demo", "--data-dir", str(data_dir), "--port", str(port), "--candidates", "5"]
+    command = [sys.executable, "-m", "engine", *argv, "--workers", "1"]
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _second_demo(data_dir: Path, port: int) -> tuple[int | None, str]:
+    """Another demo, which must give up by itself: (its exit status, or None if it went on to
+    serve and had to be stopped; its output)."""
+    argv = ["demo", "--data-dir", str(data_dir), "--port", str(port), "--candidates", "5"]
+    command = [sys.executable, "-m", "engine", *argv, "--workers", "1"]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        out = proc.communicate(timeout=30)[0]
+        return proc.returncode, out
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGINT)  # it serves: stop it as its user would
+        try:
+            return None, proc.communicate(timeout=60)[0]
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            return None, proc.communicate()[0]
+
+
+def test_a_second_demo_leaves_the_running_one_alone(tmp_path: Path, server_dir: Path) -> None:
+    data_dir = server_dir / "demo"
+    port = _free_port()
+    log_path = tmp_path / "demo.log"
+    log = log_path.open("w")
+    first = _demo(data_dir, port, log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert first.poll() is None, log_path.read_text()
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "demo not ready in 120 s"
+            time.sleep(0.3)
+        running = EmbeddedServices(data_dir).status()
+
+        # `make demo` again: the same data dir and port. Then the same data dir on another port.
+        seconds = [_second_demo(data_dir, other_port) for other_port in (port, _free_port())]
+        # Another data dir on the first one's port: refused before any server starts.
+        elsewhere = server_dir / "elsewhere"
+        third = _second_demo(elsewhere, port)
+
+        # The first demo still serves, its servers untouched.
+        assert EmbeddedServices(data_dir).status() == running
+        ready = httpx.get(f"{base}/readyz", timeout=10)
+        assert ready.status_code == 200, ready.text
+        with (data_dir / "demo-credentials.csv").open() as handle:
+            login = next(csv.DictReader(handle))
+        answer = httpx.post(
+            f"{base}/api/v1/auth/login",
+            json={"login": login["login"], "password": login["password"]},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        # And the others said why they stopped, in one line each.
+        for status, said in seconds:
+            assert status == 2, said
+            assert f"another examreg demo (pid {first.pid})" in said
+            assert "Traceback" not in said
+        assert third[0] == 2 and f"cannot listen on 127.0.0.1:{port}" in third[1], third
+        assert not (elsewhere / "postgres").exists() and not (elsewhere / "valkey").exists()
+    finally:
+        first.send_signal(signal.SIGINT)
+        try:
+            first.wait(60)
+        finally:
+            log.close()
+    assert first.returncode == 0, log_path.read_text()
+    assert EmbeddedServices(data_dir).status() == {"postgres": "stopped", "valkey": "stopped"}
+
+
+def test_a_demo_leaves_running_the_servers_it_found_running(
+    tmp_path: Path, server_dir: Path
+) -> None:
+    data_dir = server_dir / "demo"
+    services = EmbeddedServices(data_dir)
+    services.start()  # `examreg services start` before the demo
+    try:
+        running = services.status()
+        port = _free_port()
+        log_path = tmp_path / "demo.log"
+        with log_path.open("w") as log:
+            demo = _demo(data_dir, port, log)
+            try:
+                deadline = time.monotonic() + 120
+                while True:
+                    assert demo.poll() is None, log_path.read_text()
+                    try:
+                        if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).is_success:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    assert time.monotonic() < deadline, "demo not ready in 120 s"
+                    time.sleep(0.3)
+            finally:
+                demo.send_signal(signal.SIGINT)
+                demo.wait(60)
+        assert demo.returncode == 0, log_path.read_text()
+        assert services.status() == running
+        assert "left running as found" in log_path.read_text()
+    finally:
+        services.destroy()

@@ -220,9 +220,16 @@ async def test_no_acknowledged_submission_is_lost_or_duplicated_through_crashes(
             assert time.monotonic() < deadline, f"streams not drained: {lengths}"
             await asyncio.sleep(0.2)
         dead = sum(client.xlen(streams.dead_key(s)) for s in range(8))
+        # No receipt answers `queued` once its entry is gone: the killed writer left no marker.
+        queued = [
+            (key, field)
+            for key in client.scan_iter(match="examreg:*:cand:*", count=500)
+            for field in client.hscan_iter(key, match="rcpt:*")
+        ]
     finally:
         client.close()
     assert dead == 0
+    assert queued == []
 
     conn = await asyncpg.connect(database_url)
     try:

@@ -36,14 +36,19 @@ local function submit(keys, args)
   return {'new', version, args[4], args[5], args[6], id}
 end
 
--- examreg_release: after a batch committed, drop what PostgreSQL now answers for: the receipt's
--- queued marker, and the latest form if it is the version just persisted (not a newer one).
+-- Drop what PostgreSQL now answers for: the receipt's queued marker, and the latest form if it is
+-- the version just persisted (not a newer one).
+local function release_one(candidate, version, receipt)
+  redis.call('HDEL', candidate, 'rcpt:' .. receipt)
+  if redis.call('HGET', candidate, 'latest_version') == version then
+    redis.call('HDEL', candidate, 'latest_form')
+  end
+end
+
+-- examreg_release: release one persisted version (the reconciliation sweep's repair).
 -- KEYS: 1 candidate hash; ARGV: 1 version persisted, 2 receipt id
 local function release(keys, args)
-  redis.call('HDEL', keys[1], 'rcpt:' .. args[2])
-  if redis.call('HGET', keys[1], 'latest_version') == args[1] then
-    redis.call('HDEL', keys[1], 'latest_form')
-  end
+  release_one(keys[1], args[1], args[2])
   return 1
 end
 
@@ -119,9 +124,30 @@ local function throttle_uncount(keys, args)
   return 1
 end
 
+-- examreg_settle: after a batch committed, release every entry and acknowledge them all, in one
+-- atomic step. A writer that dies before this call leaves its entries pending: they are delivered
+-- again, written again (a no-op) and settled then. There is no point between the two to die at.
+-- KEYS: 1 stream, 2.. the candidate hash of each entry
+-- ARGV: 1 consumer group, then per entry: stream id, version persisted, receipt id
+-- Returns the number of entries acknowledged.
+local function settle(keys, args)
+  local acked, ids = 0, {}
+  for i = 2, #keys do
+    local at = 2 + (i - 2) * 3
+    release_one(keys[i], args[at + 1], args[at + 2])
+    ids[#ids + 1] = args[at]
+    if #ids == 100 or i == #keys then  -- XACK in slices: unpack() has a stack limit
+      acked = acked + redis.call('XACK', keys[1], args[1], unpack(ids))
+      ids = {}
+    end
+  end
+  return acked
+end
+
 redis.register_function('examreg_submit', submit)
 redis.register_function('examreg_release', release)
 redis.register_function('examreg_throttle_account', throttle_account)
 redis.register_function('examreg_throttle_failed', throttle_failed)
 redis.register_function('examreg_throttle_address', throttle_address)
 redis.register_function('examreg_throttle_uncount', throttle_uncount)
+redis.register_function('examreg_settle', settle)

@@ -30,6 +30,12 @@ FROM registrations WHERE candidate_id = $1;
 SELECT version, phase, accepted_at, persisted_at
 FROM registration_versions WHERE candidate_id = $1 AND receipt_id = $2;
 
+-- name: persisted_receipts
+-- Which of these receipts are committed, with their candidate and version (the reconciliation
+-- sweep; receipt_id is unique, so its index serves the lookup).
+SELECT receipt_id, candidate_id, version
+FROM registration_versions WHERE receipt_id = ANY($1::text[]);
+
 -- name: registration_history
 -- Every persisted version of one candidate, newest first (the primary key serves the order).
 SELECT version, receipt_id, phase, accepted_at, persisted_at
