@@ -58,7 +58,12 @@ _FORM = {
         "exam_site_province",
     ],
     "properties": {
-        "full_name": {"type": "string", "minLength": 2, "maxLength": 80},
+        "full_name": {
+            "type": "string",
+            "minLength": 2,
+            "maxLength": 80,
+            "description": "2–80 characters as stored: NFC, upper case (ß counts as SS)",
+        },
         "date_of_birth": {"type": "string", "format": "date"},
         "sex": {"enum": ["male", "female"]},
         "national_id": {"type": "string", "pattern": "^[0-9]{12}$"},
