@@ -111,15 +111,42 @@ _FORM = {
     },
 }
 
+# A version the writer could not store (dead-lettered) until an operator replays it.
+_ATTENTION = {
+    "type": "object",
+    "required": ["code", "message", "message_en"],
+    "description": "Only with status needs_attention: why, and what the candidate can do",
+    "properties": {
+        "code": {"enum": ["not_stored"]},
+        "message": {"type": "string", "description": "Vietnamese"},
+        "message_en": {"type": "string"},
+    },
+}
+_STATUS = {"enum": ["queued", "persisted", "needs_attention"]}
 _RECEIPT = {
     "type": "object",
     "required": ["receipt_id", "version", "status"],
     "properties": {
         "receipt_id": {"type": "string"},
         "version": {"type": "integer"},
-        "status": {"enum": ["queued", "persisted"]},
+        "status": _STATUS,
         "phase": {"enum": ["trial", "official"]},
         "accepted_at": {"type": "string", "format": "date-time"},
+        "attention": _ATTENTION,
+    },
+}
+_REGISTRATION = {
+    "type": "object",
+    "required": ["version", "status", "receipt_id", "phase", "accepted_at", "form"],
+    "properties": {
+        "version": {"type": "integer"},
+        "status": _STATUS,
+        "receipt_id": {"type": "string"},
+        "phase": {"enum": ["trial", "official"]},
+        "accepted_at": {"type": "string", "format": "date-time"},
+        "persisted_at": {"type": ["string", "null"], "format": "date-time"},
+        "form": _OBJ,
+        "attention": _ATTENTION,
     },
 }
 
@@ -265,8 +292,8 @@ def _paths() -> dict[str, Any]:
                 requestBody=_body(_FORM),
             ),
             "get": _op(
-                "The newest accepted version, queued or persisted",
-                {"200": _json(_OBJ)},
+                "The newest accepted version: queued, persisted, or needing attention",
+                {"200": _json(_REGISTRATION)},
                 (401, 404),
                 security=_BEARER,
             ),

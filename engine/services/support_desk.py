@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final
 
-from engine.adapters import store, streams, support_store
+from engine.adapters import dead_letters, store, streams, support_store
 from engine.adapters.support_store import Search
 from engine.errors import FieldError, InvalidRequest, NotFound
 from engine.services.container import Services
@@ -374,9 +374,10 @@ async def pipeline_state(
         "accepted_at": latest.accepted_at,
         "age_seconds": round(time.time() - int(latest.stream_id.split("-")[0]) / 1000, 3),
     }
-    dead = await streams.find_dead_letter(svc.redis, shard, latest.receipt_id)
+    dead = await dead_letters.find(svc.redis, shard, candidate_id, latest.receipt_id)
     if dead is not None:
-        return {"state": "dead_lettered", **base, "reason": dead["reason"]}
+        # The reference is what `examreg dead-letters show|replay` takes: hand it to an operator.
+        return {"state": "dead_lettered", **base, "reason": dead.reason, "dead_letter": dead.ref}
     entry = await streams.entry_state(svc.redis, shard, latest.stream_id)
     if entry["state"] == "gone":  # committed between our database read and now
         return {"state": "persisted", **base}
