@@ -3,10 +3,11 @@
 The strategies draw forms for roster candidates with hostile Unicode in the free-text fields —
 combining marks, letters that grow when upper-cased (ß → SS, ﬃ → FFI), full-width letters,
 right-to-left scripts and marks, emoji, unassigned and private-use code points where the rules
-allow them, lengths at the limits — keep the ones the validator accepts, and send them through the
-real API (PUT, 202) into the real streams; the real ShardWriter drains them into the real
-PostgreSQL, and each must be a history row, equal to the canonical form, and the current row
-when it is its candidate's newest version. A form that PostgreSQL refused would sit in a
+allow them, lengths at the limits, now and then a control character that the validator must
+refuse — keep the ones the validator accepts, and send them through the real API (PUT, 202) into
+the real streams; the real ShardWriter drains them into the real PostgreSQL, and each must be a
+history row, equal to the canonical form, and the current row when it is its candidate's newest
+version. A form that PostgreSQL refused would sit in a
 dead-letter stream; the assertion names its reason.
 
 Examples share one database and one Redis (the fixtures live for the whole test, hence the
@@ -59,6 +60,10 @@ SINGLETONS = ["\u212b", "\u2126", "\u212a", "İ", "ı", "ǅ", "ẞ", "ﬀ"]  # N
 FORMAT_MARKS = ["\u200e", "\u200f", "\u202b", "\u202e", "\u2067", "\u200d", "\ufeff", "\u00ad"]
 EMOJI = ["😀", "🇻🇳", "👍🏿", "\U0001f9ff", "\u2764\ufe0f"]
 ZWJ_EMOJI = ["👩\u200d👩\u200d👧", "🧑🏽\u200d🎓"]  # U+200D is a format character (Cf)
+
+
+# Now and then a control character: accepted, it would be refused by PostgreSQL (NUL: 22P05).
+_CONTROLS = st.sampled_from(["", "", "", "", "", "", "", "", "\x00", "\x1b", "\x7f", "\x85"])
 
 
 def _letters() -> st.SearchStrategy[str]:
@@ -120,10 +125,6 @@ def _email_parts(min_size: int, max_size: int) -> st.SearchStrategy[str]:
         ),
     ).filter(lambda c: not any(x.isspace() for x in c))
     return st.lists(char, min_size=min_size, max_size=max_size).map("".join)
-
-
-# Now and then a control character: accepted, it would be refused by PostgreSQL (NUL: 22P05).
-_CONTROLS = st.sampled_from(["", "", "", "", "", "", "", "", "\x00", "\x1b", "\x7f", "\x85"])
 
 
 @st.composite
