@@ -26,11 +26,30 @@ import asyncpg
 import httpx
 import pytest
 import redis
+from hypothesis import HealthCheck, Phase
+from hypothesis import settings as hypothesis_settings
 
 from engine.adapters import store, streams
 from engine.adapters.embedded import EmbeddedServices
 from engine.settings import Settings, load
 from tests.support import TEST_PASSWORD, build_roster_rows
+
+# Property tests (Hypothesis): bounded for `make test`, many more with HYPOTHESIS_PROFILE=long.
+# The examples of one test share its fixtures (one database, one Redis) on purpose: each example
+# adds rows and checks its own, so the function-scoped-fixture health check does not apply.
+hypothesis_settings.register_profile(
+    "examreg",
+    max_examples=100,
+    deadline=None,
+    print_blob=True,
+    # No "explain" phase: on Python < 3.12 it traces every line, far too slow for real servers.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hypothesis_settings.register_profile(
+    "long", hypothesis_settings.get_profile("examreg"), max_examples=2_000
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "examreg"))
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from engine.runtime.writer import ShardWriter
 from engine.settings import Settings, load
 
 ROSTER_SIZE = 40
+ROSTER_SEED = 7
 TEST_PASSWORD = "Test-password-2026"
 HIDDEN_INPUT = re.compile(r'<input type="hidden" name="([^"]*)" value="([^"]*)">')
 
@@ -32,7 +33,7 @@ def hidden(page: str, name: str) -> str:
 def build_roster_rows() -> tuple[list[store.NewCandidate], list[dict[str, Any]]]:
     """ROSTER_SIZE synthetic candidates sharing one argon2id hash of TEST_PASSWORD."""
     password_hash = make_hasher(load(env={})).hash(TEST_PASSWORD)
-    entries = list(generate_roster(ROSTER_SIZE, seed=7))
+    entries = list(generate_roster(ROSTER_SIZE, seed=ROSTER_SEED))
     rows = [
         store.NewCandidate(
             national_id=e.national_id,
@@ -86,4 +87,5 @@ async def drain(settings: Settings, pool: asyncpg.Pool, client: Any, within: flo
             )
             if not busy and not any(lengths):
                 return
-            await asyncio.sleep(0.05)
+            if not busy:  # entries another consumer holds: give it a moment
+                await asyncio.sleep(0.05)

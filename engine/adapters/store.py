@@ -152,6 +152,25 @@ async def write_batch(conn: Connection, rows: Sequence[VersionRow]) -> BatchResu
     return BatchResult(_count(history), _count(current))
 
 
+async def refusal(conn: Connection, rows: Sequence[VersionRow]) -> Exception | None:
+    """What PostgreSQL says to `write_batch(rows)` now, without keeping anything: the batch runs
+    inside a transaction (or savepoint) that is always rolled back. None means it would commit."""
+    check = conn.transaction()
+    await check.start()
+    try:
+        await write_batch(conn, rows)
+    except (asyncpg.PostgresError, asyncpg.exceptions.DataError) as exc:
+        return exc
+    finally:
+        await check.rollback()
+    return None
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """How the writer and the operator name a refusal: `<SQLSTATE>: <exception class>`."""
+    return f"{getattr(exc, 'sqlstate', 'client')}: {type(exc).__name__}"
+
+
 def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 

@@ -7,7 +7,8 @@ trim, dead-letter) and backlog statistics. It must not know about HTTP or SQL.
 Key layout, every key hash-tagged by shard so a shard lives in one Redis Cluster slot:
   examreg:{s}:stream            the shard's stream; consumer group "writers"
   examreg:{s}:dead              dead-letter stream of the shard
-  examreg:{s}:cand:<id>         per-candidate hash: version counter, latest queued record, receipts
+  examreg:{s}:cand:<id>         per-candidate hash: version counter, latest queued record,
+                                receipts still queued (rcpt:…), dead-letter marks (dead:…)
   examreg:{s}:idem:<id>:<key>   idempotency record (request hash and the original receipt)
 """
 
@@ -35,6 +36,7 @@ from engine.errors import IdempotencyKeyReused, Overloaded, Unavailable
 from engine.types import ShardStats
 
 GROUP = "writers"
+DEAD_LETTER_FIELDS = ("source_id", "reason")  # what a dead letter adds to the stream entry
 _LUA = Path(__file__).resolve().parent / "lua" / "examreg.lua"
 
 
@@ -327,11 +329,18 @@ async def latest_queued(
     return record if record is not None and record.form is not None else None
 
 
-async def queued_receipt_version(
+async def queued_receipt(
     client: aioredis.Redis, shard: int, candidate_id: int, receipt_id: str
-) -> int | None:
-    value = await client.hget(candidate_key(shard, candidate_id), f"rcpt:{receipt_id}")
-    return None if value is None else int(value)
+) -> tuple[int | None, str | None]:
+    """(version, dead-letter id) of a receipt still queued in Redis; (None, None) once persisted.
+
+    A dead-letter id means the writer gave up on it: it needs attention (an operator's replay).
+    """
+    values: list[Any] = await client.hmget(
+        candidate_key(shard, candidate_id), [f"rcpt:{receipt_id}", f"dead:{receipt_id}"]
+    )
+    version, dead = values
+    return (None if version is None else int(version)), (None if dead is None else str(dead))
 
 
 async def entry_state(client: aioredis.Redis, shard: int, stream_id: str) -> dict[str, Any]:
@@ -354,21 +363,6 @@ async def entry_state(client: aioredis.Redis, shard: int, stream_id: str) -> dic
     if await client.xrange(stream, stream_id, stream_id):
         return {"state": "waiting"}
     return {"state": "gone"}
-
-
-async def find_dead_letter(
-    client: aioredis.Redis, shard: int, receipt_id: str, scan: int = 1000
-) -> dict[str, Any] | None:
-    """The dead-letter record of a receipt, among the shard's newest `scan` dead letters."""
-    entries: Any = await client.xrevrange(dead_key(shard), count=scan)
-    for entry_id, fields in entries:
-        if fields.get("rid") == receipt_id:
-            return {
-                "dead_letter_id": entry_id,
-                "reason": fields.get("reason", ""),
-                "source_id": fields.get("source_id"),
-            }
-    return None
 
 
 # -- reconciliation: queued markers of versions already persisted -------------------------------
@@ -508,13 +502,26 @@ class StreamShard:
             args += [entry_id, str(version), receipt]
         return int(await self.client.fcall("examreg_settle", len(keys), *keys, *args))
 
-    async def dead_letter(self, entry_id: str, fields: dict[str, str], reason: str) -> None:
-        """Move an entry that can never be persisted to the shard's dead-letter stream."""
-        pipe = self.client.pipeline(transaction=True)
-        entry: dict[Any, Any] = {**fields, "source_id": entry_id, "reason": reason[:500]}
-        pipe.xadd(dead_key(self.shard), entry)
-        pipe.xack(self.stream, GROUP, entry_id)
-        await pipe.execute()
+    async def dead_letter(self, entry_id: str, fields: dict[str, str], reason: str) -> str:
+        """Move an entry that can never be persisted to the shard's dead-letter stream.
+
+        One server-side call adds it there, acknowledges it, and marks its receipt in the
+        candidate's hash (`dead:<receipt>`), so the candidate's status turns to needs-attention at
+        the same instant; returns the dead-letter id.
+        """
+        keys = [self.stream, dead_key(self.shard)]
+        candidate = fields.get("cid", "")
+        if candidate.isascii() and candidate.isdigit():  # a malformed entry may name no one
+            keys.append(candidate_key(self.shard, int(candidate)))
+        pairs = [
+            item
+            for name, value in fields.items()
+            if name not in DEAD_LETTER_FIELDS
+            for item in (name, value)
+        ]
+        args = [GROUP, entry_id, reason[:500], fields.get("rid", ""), *pairs]
+        result: Any = await self.client.fcall("examreg_dead_letter", len(keys), *keys, *args)
+        return str(result)
 
     async def trim(self) -> int:
         """Remove entries below everything still pending or undelivered (architecture §3.4)."""

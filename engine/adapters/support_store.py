@@ -148,7 +148,7 @@ async def candidate_school(conn: Connection, candidate_id: int) -> tuple[str, st
 async def audit(
     conn: Connection,
     *,
-    staff_id: int,
+    staff_id: int | None,  # None: an operator at the command line (`detail.actor` says who)
     role: str,
     action: str,
     candidate_id: int | None,

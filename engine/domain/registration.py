@@ -18,8 +18,10 @@ from typing import Any, Final
 from engine.domain import reference
 from engine.domain.registration_messages import (
     ADDRESS_CHARACTERS,
+    CONTROL_CHARACTERS,
     KINDS,
     NAME_CHARACTERS,
+    NAME_TOO_LONG_UPPER,
     PLACE_CHARACTERS,
     SCHOOL_COUNT,
     message,
@@ -65,6 +67,11 @@ _PHONE_SEPARATORS: Final = re.compile(r"[\s.\-]")
 _MOBILE: Final = re.compile(r"0[35789][0-9]{8}")  # mobile prefixes 03, 05, 07, 08, 09
 _EMAIL: Final = re.compile(r"[^@\s]+@(?:[^@\s.]+\.)+[^@\s.]{2,}")
 _CITY_PREFIX: Final = re.compile(r"^(?:thanhpho|tp|tinh)")
+# What no string field may hold (issue 12): PostgreSQL's text and jsonb refuse NUL (SQLSTATE 22P05),
+# a lone surrogate is not UTF-8 at all, and no other C0/C1 control belongs in a form. Tab, line feed
+# and carriage return are whitespace: `_text` collapses them to one space.
+_UNSTORABLE: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_NAME_LIMITS: Final = (2, 80)  # registration_versions.full_name CHECK, on the stored value
 
 
 class _Report:
@@ -186,9 +193,15 @@ def _list(value: object, path: str, report: _Report) -> list[Any] | None:
 
 
 def _text(value: object, path: str, report: _Report) -> str | None:
-    """A required string, NFC with whitespace runs collapsed to one space and trimmed."""
+    """A required string, NFC with whitespace runs collapsed to one space and trimmed.
+
+    Every string field goes through here, so no field can carry what PostgreSQL would refuse.
+    """
     if not isinstance(value, str) and value is not None:
         report.wrong_type(path, "string")
+        return None
+    if value is not None and _UNSTORABLE.search(value):
+        report.add(path, "invalid_characters", CONTROL_CHARACTERS)
         return None
     if _is_blank(value):
         report.add(path, "required")
@@ -222,14 +235,23 @@ def _province(value: object, path: str, catalog: Catalog, report: _Report) -> st
 
 def _full_name(value: object, report: _Report) -> str | None:
     name = _text(value, "full_name", report)
-    if name is None or not _within(name, "full_name", 2, 80, report):
+    if name is None:
         return None
-    allowed = all(unicodedata.category(c)[0] in "LM" or c in " '-" for c in name)
-    if not allowed or not any(c.isalpha() for c in name):
+    # The rules apply to what is stored: upper-casing can lengthen a name (ß → SS, ﬃ → FFI) and
+    # leave a string that is no longer NFC (Greek ΐ → Ϊ́), hence NFC again before measuring.
+    stored = unicodedata.normalize("NFC", name.upper())
+    low, high = _NAME_LIMITS
+    if len(name) <= high < len(stored):
+        vi, en = NAME_TOO_LONG_UPPER
+        report.add("full_name", "too_long", (vi.format(limit=high), en.format(limit=high)))
+        return None
+    if not _within(stored, "full_name", low, high, report):
+        return None
+    allowed = all(unicodedata.category(c)[0] in "LM" or c in " '-" for c in stored)
+    if not allowed or not any(c.isalpha() for c in stored):
         report.add("full_name", "invalid_characters", NAME_CHARACTERS)
         return None
-    # Upper-casing can leave a string that is no longer NFC (Greek ΐ → Ϊ́), hence NFC again.
-    return unicodedata.normalize("NFC", name.upper())
+    return stored
 
 
 def _date_of_birth(value: object, today: date, report: _Report) -> date | None:

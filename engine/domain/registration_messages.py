@@ -144,6 +144,18 @@ SCHOOL_COUNT: Final = (
     "Vui lòng khai tối đa 3 dòng nơi học (lớp 10, 11 và 12).",
     "Give at most 3 school rows (grades 10, 11 and 12).",
 )
+CONTROL_CHARACTERS: Final = (
+    "Thông tin này có ký tự điều khiển hoặc ký tự không hợp lệ (thường do sao chép từ nơi khác). "
+    "Vui lòng gõ lại thông tin này.",
+    "This field contains control characters or invalid code points (often from copy and paste); "
+    "please type it again.",
+)
+NAME_TOO_LONG_UPPER: Final = (
+    "Họ và tên khi viết hoa dài quá {limit} ký tự (một số chữ viết hoa thành hai, ba chữ, "
+    "ví dụ ß thành SS). Vui lòng nhập tên ngắn hơn hoặc thay các chữ đó.",
+    "Written in capitals the name is longer than {limit} characters (some letters become two or "
+    "three, e.g. ß becomes SS); shorten it or replace those letters.",
+)
 ADDRESS_CHARACTERS: Final = (
     "Địa chỉ có ký tự điều khiển không hợp lệ. Vui lòng nhập lại.",
     "The address contains control characters.",

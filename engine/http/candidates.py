@@ -118,6 +118,9 @@ async def get_receipt(request: Request) -> Response:
         raise NotFound()
     if receipt["status"] == "queued":  # the contract's queued receipt: no times yet
         return json_response({k: receipt[k] for k in ("receipt_id", "version", "status")})
+    if receipt["status"] == "needs_attention":
+        keys = ("receipt_id", "version", "status", "attention")
+        return json_response({k: receipt[k] for k in keys})
     return json_response(receipt)
 
 

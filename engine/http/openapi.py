@@ -61,7 +61,12 @@ _FORM = {
         "exam_site_province",
     ],
     "properties": {
-        "full_name": {"type": "string", "minLength": 2, "maxLength": 80},
+        "full_name": {
+            "type": "string",
+            "minLength": 2,
+            "maxLength": 80,
+            "description": "2–80 characters as stored: NFC, upper case (ß counts as SS)",
+        },
         "date_of_birth": {"type": "string", "format": "date"},
         "sex": {"enum": ["male", "female"]},
         "national_id": {"type": "string", "pattern": "^[0-9]{12}$"},
@@ -119,15 +124,42 @@ _SESSION = {
     },
 }
 
+# A version the writer could not store (dead-lettered) until an operator replays it.
+_ATTENTION = {
+    "type": "object",
+    "required": ["code", "message", "message_en"],
+    "description": "Only with status needs_attention: why, and what the candidate can do",
+    "properties": {
+        "code": {"enum": ["not_stored"]},
+        "message": {"type": "string", "description": "Vietnamese"},
+        "message_en": {"type": "string"},
+    },
+}
+_STATUS = {"enum": ["queued", "persisted", "needs_attention"]}
 _RECEIPT = {
     "type": "object",
     "required": ["receipt_id", "version", "status"],
     "properties": {
         "receipt_id": {"type": "string"},
         "version": {"type": "integer"},
-        "status": {"enum": ["queued", "persisted"]},
+        "status": _STATUS,
         "phase": {"enum": ["trial", "official"]},
         "accepted_at": {"type": "string", "format": "date-time"},
+        "attention": _ATTENTION,
+    },
+}
+_REGISTRATION = {
+    "type": "object",
+    "required": ["version", "status", "receipt_id", "phase", "accepted_at", "form"],
+    "properties": {
+        "version": {"type": "integer"},
+        "status": _STATUS,
+        "receipt_id": {"type": "string"},
+        "phase": {"enum": ["trial", "official"]},
+        "accepted_at": {"type": "string", "format": "date-time"},
+        "persisted_at": {"type": ["string", "null"], "format": "date-time"},
+        "form": _OBJ,
+        "attention": _ATTENTION,
     },
 }
 
@@ -279,8 +311,8 @@ def _paths() -> dict[str, Any]:
                 requestBody=_body(_FORM),
             ),
             "get": _op(
-                "The newest accepted version, queued or persisted",
-                {"200": _json(_OBJ)},
+                "The newest accepted version: queued, persisted, or needing attention",
+                {"200": _json(_REGISTRATION)},
                 (401, 403, 404),
                 security=_BEARER,
             ),

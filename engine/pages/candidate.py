@@ -330,7 +330,7 @@ async def status_page(request: Request) -> Response:
         }
         for h in await store.registration_history(svc.pool, session.subject)
     ]
-    if current and current["status"] == "queued":
+    if current and current["status"] in ("queued", "needs_attention"):
         history.insert(0, {k: v for k, v in current.items() if k != "form"})
     return render(
         request,

@@ -241,6 +241,10 @@ _CANDIDATE_CATALOG: Final[Mapping[str, tuple[str, str]]] = {
         "Accepted, being stored…",
     ),
     "status_persisted": ("Đã lưu vào cơ sở dữ liệu", "Stored in the database"),
+    "status_needs_attention": (
+        "Cần xử lý: đã tiếp nhận nhưng chưa lưu được",
+        "Needs attention: accepted but not stored yet",
+    ),
     "status_note": (
         "Phiếu đã tiếp nhận sẽ không bị mất; trạng thái tự cập nhật, không cần tải lại trang.",
         "An accepted form is never lost; this status updates by itself, no need to reload.",

@@ -138,6 +138,10 @@ DESK_CATALOG: Final[Mapping[str, tuple[str, str]]] = {
         "biên nhận.",
         "Accepted, but the database refused it. Hand it to the technical team with the receipt ID.",
     ),
+    "desk_dead_letter": (
+        "Mã mục lỗi (gửi bộ phận kỹ thuật)",
+        "Dead-letter ID (for the technical team)",
+    ),
     "desk_state_none": ("Chưa nộp phiếu", "Nothing submitted"),
     "desk_state_none_note": (
         "Thí sinh chưa gửi phiếu đăng ký nào.",

@@ -1,7 +1,8 @@
 """The `examreg` command line (architecture §6.1).
 
 Owns argument parsing and the wiring of each command: embedded services, migrations, the API and
-writer process trees, roster import and seeding, and `demo`, which runs them all. Errors a user can
+writer process trees, roster import and seeding, and `demo`, which runs them all (the
+`dead-letters` commands live in `engine.runtime.dead_letter_command`). Errors a user can
 fix are printed as one line on stderr with exit status 2, never as a traceback.
 """
 
@@ -30,6 +31,7 @@ from engine.adapters.sessions import SessionStore
 from engine.app import create_app
 from engine.domain import capacity
 from engine.runtime import writer
+from engine.runtime.dead_letter_command import cmd_dead_letters
 from engine.runtime.demo import run_demo
 from engine.runtime.launch import (
     UsageError,
@@ -457,6 +459,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "reconcile", help="release queued markers of versions already persisted"
     ).set_defaults(func=cmd_reconcile)
+    dead = sub.add_parser("dead-letters", help="registrations the writers could not store")
+    dead_sub = dead.add_subparsers(dest="dead_command", required=True)
+    listing = dead_sub.add_parser("list", help="every shard's dead letters (no personal data)")
+    show = dead_sub.add_parser("show", help="one dead letter, personal data masked")
+    show.add_argument("id", help="SHARD:ID as `list` prints it")
+    replay = dead_sub.add_parser("replay", help="re-enqueue one for the writers, after a fix")
+    replay.add_argument("id", help="SHARD:ID as `list` prints it")
+    for command in (listing, show, replay):
+        command.add_argument(
+            "--reason", required=command is replay, help="for the audit log (a ticket, the fix)"
+        )
+        command.add_argument("--actor", default=None, help="who, for the audit log (OS user)")
+        command.add_argument("--json", action="store_true", help="print JSON")
+        command.set_defaults(func=cmd_dead_letters)
 
     api_worker = sub.add_parser("_api-worker", help=argparse.SUPPRESS)
     api_worker.add_argument("--fd", type=int, required=True)

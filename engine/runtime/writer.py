@@ -161,7 +161,7 @@ class ShardWriter:
     async def _failed_alone(self, item: Item, exc: Exception) -> None:
         entry_id, fields, _ = item
         deliveries = await self.shard.delivery_count(entry_id)
-        reason = f"{getattr(exc, 'sqlstate', 'client')}: {type(exc).__name__}"
+        reason = store.refusal_reason(exc)
         if deliveries >= self.settings.writer_max_deliveries:
             await self.shard.dead_letter(entry_id, fields, reason)
             metrics.DEAD_LETTERS.labels("rejected_by_database").inc()

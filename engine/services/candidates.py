@@ -3,8 +3,9 @@
 Owns the submission flow (window → validation → admission → durable enqueue, counted in metrics),
 which the JSON endpoint and the web form both call, so both reach the queue by one path; the
 read-your-writes lookup of the newest accepted version (Redis while queued, else PostgreSQL); a
-receipt's status; the candidate's roster profile; and their account lookup and password setter
-for `engine.services.accounts`. It must not read a request.
+receipt's status, `needs_attention` when the writer dead-lettered it (issue 12: never `queued`
+forever); the candidate's roster profile; and their account lookup and password setter for
+`engine.services.accounts`. It must not read a request.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from engine.adapters import metrics, store, streams
+from engine.adapters import dead_letters, metrics, store, streams
 from engine.adapters.sessions import Session
 from engine.adapters.streams import Receipt
 from engine.domain.registration import CandidateContext, validate_registration
@@ -31,6 +32,17 @@ from engine.settings import VIETNAM
 IDEMPOTENCY_KEY: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 RECEIPT_ID: Final = re.compile(r"^[0-9A-F]{20}$")
 _LOGIN: Final = re.compile(r"^[0-9A-Za-z]{6,20}$")
+# What a candidate reads when PostgreSQL refused an accepted version and the writer gave up on it.
+NOT_STORED: Final = (
+    "Phiếu đăng ký phiên bản {version} (mã biên nhận {receipt_id}) đã được tiếp nhận và không bị "
+    "mất, nhưng chưa lưu được vào cơ sở dữ liệu. Bộ phận kỹ thuật đã được báo để xử lý. Vui lòng "
+    "liên hệ trường hoặc bộ phận hỗ trợ thí sinh và đọc mã biên nhận này. Trong thời gian đăng "
+    "ký, bạn cũng có thể gửi lại phiếu: nếu có thông tin cần sửa, hệ thống sẽ chỉ rõ.",
+    "Version {version} of your form (receipt {receipt_id}) was accepted and is not lost, but it "
+    "could not be stored in the database yet; the technical team has been alerted. Please "
+    "contact your school or the candidate support desk and quote this receipt ID. While "
+    "registration is open you may also submit the form again: anything to correct will be shown.",
+)
 
 
 async def candidate_account(svc: Services, login_id: str) -> Account | None:
@@ -145,22 +157,36 @@ def count_refusal(exc: ExamregError) -> None:
         metrics.SUBMISSIONS_REJECTED.labels(exc.code).inc()
 
 
+def attention(version: int, receipt_id: str) -> dict[str, str]:
+    """Why a version needs attention and what to do: `message` in Vietnamese, `message_en`."""
+    vi, en = (text.format(version=version, receipt_id=receipt_id) for text in NOT_STORED)
+    return {"code": "not_stored", "message": vi, "message_en": en}
+
+
 async def newest_registration(svc: Services, candidate_id: int) -> dict[str, Any] | None:
-    """Read-your-writes: the newest accepted version, from Redis while queued, else PostgreSQL."""
+    """Read-your-writes: the newest accepted version, from Redis while queued, else PostgreSQL.
+
+    A queued version the writer dead-lettered is `needs_attention`, with an `attention` saying
+    what to do, until an operator replays it (`examreg dead-letters replay`).
+    """
     shard = svc.settings.shard_of(candidate_id)
     # Redis first, then PostgreSQL: a form released from Redis is already committed there.
     queued = await streams.latest_queued(svc.redis, shard, candidate_id)
     persisted = await store.registration(svc.pool, candidate_id)
     if queued is not None and (persisted is None or queued.version > persisted.version):
-        return {
+        dead = await dead_letters.mark(svc.redis, shard, candidate_id, queued.receipt_id)
+        newest: dict[str, Any] = {
             "version": queued.version,
-            "status": "queued",
+            "status": "queued" if dead is None else "needs_attention",
             "receipt_id": queued.receipt_id,
             "phase": queued.phase,
             "accepted_at": queued.accepted_at,
             "persisted_at": None,
             "form": queued.form,
         }
+        if dead is not None:
+            newest["attention"] = attention(queued.version, queued.receipt_id)
+        return newest
     if persisted is None:
         return None
     return {
@@ -177,24 +203,28 @@ async def newest_registration(svc: Services, candidate_id: int) -> dict[str, Any
 async def receipt_status(
     svc: Services, candidate_id: int, receipt_id: str
 ) -> dict[str, Any] | None:
-    """One of the candidate's receipts, queued or persisted; someone else's is None, like an
-    unknown one. Times are ISO 8601 strings; a queued receipt has its phase and time only when it
-    is the newest version (Redis keeps those of the newest queued version alone)."""
+    """One of the candidate's receipts, queued, needing attention (dead-lettered) or persisted;
+    someone else's is None, like an unknown one. Times are ISO 8601 strings; a queued receipt has
+    its phase and time only when it is the newest version (Redis keeps those of the newest queued
+    version alone)."""
     if not RECEIPT_ID.match(receipt_id):
         return None
     shard = svc.settings.shard_of(candidate_id)
-    version = await streams.queued_receipt_version(svc.redis, shard, candidate_id, receipt_id)
+    version, dead = await streams.queued_receipt(svc.redis, shard, candidate_id, receipt_id)
     if version is not None:
         latest = await streams.latest_queued(svc.redis, shard, candidate_id)
         newest = latest if latest is not None and latest.receipt_id == receipt_id else None
-        return {
+        status: dict[str, Any] = {
             "receipt_id": receipt_id,
             "version": version,
-            "status": "queued",
+            "status": "queued" if dead is None else "needs_attention",
             "phase": newest.phase if newest else None,
             "accepted_at": newest.accepted_at if newest else None,
             "persisted_at": None,
         }
+        if dead is not None:
+            status["attention"] = attention(version, receipt_id)
+        return status
     persisted = await store.receipt(svc.pool, candidate_id, receipt_id)
     if persisted is None:
         return None

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final
 
-from engine.adapters import store, streams, support_store
+from engine.adapters import dead_letters, store, streams, support_store
 from engine.adapters.support_store import Search
 from engine.errors import FieldError, InvalidRequest, NotFound
 from engine.services.container import Services
@@ -373,7 +373,7 @@ class StreamFacts:
 
     shard: int
     latest: streams.LatestRecord | None
-    dead: dict[str, Any] | None
+    dead: dead_letters.DeadLetter | None
     entry: dict[str, Any] | None
 
 
@@ -385,7 +385,7 @@ async def stream_facts(svc: Services, candidate_id: int) -> StreamFacts:
     latest = await streams.latest_record(svc.redis, shard, candidate_id)
     if latest is None:
         return StreamFacts(shard, None, None, None)
-    dead = await streams.find_dead_letter(svc.redis, shard, latest.receipt_id)
+    dead = await dead_letters.find(svc.redis, shard, candidate_id, latest.receipt_id)
     entry = None if dead else await streams.entry_state(svc.redis, shard, latest.stream_id)
     return StreamFacts(shard, latest, dead, entry)
 
@@ -413,7 +413,13 @@ def pipeline_state(facts: StreamFacts, versions: list[dict[str, Any]]) -> dict[s
         "age_seconds": round(time.time() - int(latest.stream_id.split("-")[0]) / 1000, 3),
     }
     if facts.dead is not None:
-        return {"state": "dead_lettered", **base, "reason": facts.dead["reason"]}
+        # The reference is what `examreg dead-letters show|replay` takes: hand it to an operator.
+        return {
+            "state": "dead_lettered",
+            **base,
+            "reason": facts.dead.reason,
+            "dead_letter": facts.dead.ref,
+        }
     assert facts.entry is not None
     if facts.entry["state"] == "gone":  # acknowledged, so committed (the writer acks after COMMIT)
         return {"state": "persisted", **base}

@@ -104,6 +104,29 @@ async def test_wrong_types_and_unknown_fields_are_reported_per_field(
     assert await _stream_total(aredis, harness.settings) == 0
 
 
+# What the hostile review of issue 12 saw answered 202 and then refused by PostgreSQL.
+UNSTORABLE: list[tuple[str, str, str]] = [
+    ("email", "a\u0000b@example.com", "invalid_characters"),  # text/jsonb refuse NUL (22P05)
+    ("full_name", "ß" * 80, "too_long"),  # 160 characters once upper-cased (CHECK 2–80)
+    ("full_name", "\ufb03" * 27, "too_long"),  # the ligature ﬃ becomes FFI: 81 characters
+]
+
+
+@pytest.mark.parametrize(("field", "value", "code"), UNSTORABLE, ids=["nul", "eszett", "ligature"])
+async def test_what_postgresql_would_refuse_is_a_422_and_enqueues_nothing(
+    harness: Harness, roster: list[dict[str, Any]], aredis: Any, field: str, value: str, code: str
+) -> None:
+    candidate = roster[5]
+    auth = {**await harness.login(candidate), "Idempotency-Key": "unstorable"}
+    response = await harness.client.put(
+        "/api/v1/me/registration", json=form_for(candidate, **{field: value}), headers=auth
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [(field, code)]
+    assert await _stream_total(aredis, harness.settings) == 0
+
+
 async def test_national_id_must_be_the_logged_in_candidates(
     harness: Harness, roster: list[dict[str, Any]]
 ) -> None:

@@ -317,6 +317,41 @@ async def test_pipeline_state_queued_pending_persisted_and_dead_lettered(
     assert await aredis.xlen(streams.dead_key(dead["shard"])) == 1
 
 
+async def test_a_dead_letter_shows_in_the_record_with_the_id_an_operator_replays(
+    harness: Harness,
+    desk: dict[str, dict[str, str]],
+    roster: list[dict[str, Any]],
+    pool: asyncpg.Pool,
+    aredis: Any,
+) -> None:
+    candidate = roster[7]
+    auth = await harness.login(candidate)
+    rid = (
+        await harness.client.put(
+            "/api/v1/me/registration",
+            json=form_for(candidate),
+            headers={**auth, "Idempotency-Key": "dl"},
+        )
+    ).json()["receipt_id"]
+    await pool.execute(
+        f"ALTER TABLE registration_versions ADD CONSTRAINT refuse_one CHECK (receipt_id <> '{rid}')"
+    )
+    await drain(harness.settings, pool, aredis)
+    record = (
+        await harness.client.get(
+            f"{SEARCH}/{candidate['candidate_id']}",
+            params={"reason": "call"},
+            headers=desk["support"],
+        )
+    ).json()
+    pipeline = record["pipeline"]
+    assert pipeline["state"] == "dead_lettered" and pipeline["receipt_id"] == rid
+    assert pipeline["reason"].startswith("23514")
+    shard = harness.settings.shard_of(candidate["candidate_id"])
+    [(entry_id, _)] = await aredis.xrange(streams.dead_key(shard))
+    assert pipeline["dead_letter"] == f"{shard}:{entry_id}"  # what `examreg dead-letters` takes
+
+
 async def test_password_reset_issues_a_one_time_password_and_revokes_sessions(
     harness: Harness,
     desk: dict[str, dict[str, str]],

@@ -19,7 +19,7 @@ import asyncpg
 import httpx
 import pytest
 
-from engine.adapters import store
+from engine.adapters import store, streams
 from engine.adapters.passwords import make_hasher
 from engine.adapters.support_store import fold_name
 from engine.settings import Settings
@@ -577,6 +577,9 @@ async def test_the_record_shows_where_the_newest_submission_is(
     page = await state(refused)
     assert 'data-state="dead_lettered"' in page
     assert text_of(page, "pipeline-failure").startswith("23514")
+    shard = harness.settings.shard_of(refused["candidate_id"])
+    [(dead_id, _)] = await aredis.xrange(streams.dead_key(shard))
+    assert text_of(page, "pipeline-dead-letter") == f"{shard}:{dead_id}"  # for the operator
 
 
 # -- bad input, languages, page hygiene -----------------------------------------------------------

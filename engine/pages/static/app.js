@@ -50,7 +50,7 @@
     });
   });
 
-  // -- receipt: queued -> persisted without a reload -----------------------------------------
+  // -- receipt: queued -> persisted (or needs attention) without a reload ----------------------
   var status = document.querySelector("[data-receipt-poll]");
   if (status && window.fetch) {
     var url = status.getAttribute("data-receipt-poll");
@@ -65,7 +65,21 @@
       fetch(url, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } })
         .then(function (r) { return r.ok ? r.json() : null; })
         .then(function (data) {
+          if (data && data.status === "needs_attention") {
+            // The writer gave up on it: say so, and keep polling, since a replay stores it.
+            status.textContent = status.getAttribute("data-label-needs-attention");
+            status.setAttribute("data-status", "needs_attention");
+            status.className = "status status-needs_attention";
+            var note = document.getElementById("receipt-attention");
+            var lang = document.documentElement.getAttribute("lang");
+            if (note && data.attention) {
+              note.textContent = lang === "en" ? data.attention.message_en : data.attention.message;
+              note.hidden = false;
+            }
+          }
           if (!data || data.status !== "persisted") { schedule(); return; }
+          var shown = document.getElementById("receipt-attention");
+          if (shown) { shown.hidden = true; }
           status.textContent = status.getAttribute("data-label-persisted");
           status.setAttribute("data-status", "persisted");
           status.className = "status status-persisted";

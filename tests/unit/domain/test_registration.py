@@ -916,3 +916,104 @@ def test_exam_site_province_must_be_a_known_province() -> None:
     assert reject(form_with(exam_site_province="99")) == [
         ("exam_site_province", "unknown_province")
     ]
+
+
+# --- exactly as strict as PostgreSQL (issue 12) -----------------------------------------------
+# Every accepted form must become a row: registration_versions.full_name is CHECKed at 2–80
+# characters as stored (NFC, upper case), and text/jsonb refuse NUL (SQLSTATE 22P05).
+
+
+def test_an_email_with_a_nul_character_is_rejected_not_queued() -> None:
+    assert reject(form_with(email="a\u0000b@example.com")) == [("email", "invalid_characters")]
+
+
+@pytest.mark.parametrize("raw", ["ß" * 80, "\ufb03" * 27, "ß" * 41])
+def test_a_full_name_too_long_once_upper_cased_is_rejected(raw: str) -> None:
+    assert len(raw) <= 80 < len(unicodedata.normalize("NFC", raw.upper()))
+    with pytest.raises(InvalidRegistration) as caught:
+        accept(form_with(full_name=raw))
+
+    [error] = caught.value.errors
+    assert (error.field, error.code) == ("full_name", "too_long")
+    assert "80" in error.message and "80" in error.message_en
+    assert "capital" in error.message_en  # says why a name of ≤ 80 letters is too long
+
+
+def test_a_full_name_of_80_characters_once_upper_cased_is_accepted() -> None:
+    assert accept(form_with(full_name="ß" * 40))["full_name"] == "SS" * 40
+    assert accept(form_with(full_name="\ufb03" * 26 + "a"))["full_name"] == "FFI" * 26 + "A"
+
+
+CONTROL_CHARACTERS = ["\u0000", "\u0001", "\u0008", "\u000b", "\u000c", "\u001b", "\u001f"]
+CONTROL_CHARACTERS += ["\u007f", "\u0080", "\u0085", "\u009f", "\ud800", "\udfff"]
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARACTERS, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("full_name", "Nguyễn {}Văn An"),
+        ("email", "an{}@example.vn"),
+        ("birthplace", "Nhật {}Bản"),
+        ("birthplace", "TP Hà {}Nội"),  # a province: folding must not launder it
+        ("ethnicity", "Ki{}nh"),
+        ("sex", "female{}"),
+        ("phone", "0912{}345678"),
+        ("national_id", NATIONAL_ID + "{}"),
+        ("date_of_birth", "2008-03-15{}"),
+        ("priority_group", "0{}1"),
+    ],
+)
+def test_control_characters_and_lone_surrogates_are_rejected_in_every_string_field(
+    char: str, field: str, value: str
+) -> None:
+    assert reject(form_with(**{field: value.format(char)})) == [(field, "invalid_characters")]
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARACTERS, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("residence.address", lambda c: form_with(residence=residence(address=f"Số 5{c} phố"))),
+        ("residence.province_code", lambda c: form_with(residence=residence(province_code=c))),
+        (
+            "exemptions.foreign_language_certificate",
+            lambda c: form_with(exemptions={"foreign_language_certificate": f"IELTS{c}"}),
+        ),
+    ],
+)
+def test_control_characters_are_rejected_in_nested_string_fields(
+    char: str, path: str, body: Any
+) -> None:
+    assert reject(body(char)) == [(path, "invalid_characters")]
+
+
+def test_the_control_character_message_is_vietnamese_with_english_beside() -> None:
+    with pytest.raises(InvalidRegistration) as caught:
+        accept(form_with(email="a\u0000b@example.com"))
+
+    [error] = caught.value.errors
+    assert "điều khiển" in error.message and "control" in error.message_en
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalized"),
+    [("Nguyễn\tThị\nLan", "NGUYỄN THỊ LAN"), ("Nguyễn\r\nLan", "NGUYỄN LAN")],
+)
+def test_tabs_and_line_breaks_are_whitespace_collapsed_to_one_space(
+    raw: str, normalized: str
+) -> None:
+    assert accept(form_with(full_name=raw))["full_name"] == normalized
+
+
+def test_hostile_but_storable_unicode_is_accepted_as_written() -> None:
+    form = accept(
+        form_with(
+            full_name="Ｎguyễn Ŀ\u0301ê H\u0327\u0300",  # full-width, combining marks
+            email="\u200fan😀@example.vn",  # an RTL mark and an emoji are storable
+            residence=residence(address="Số 5 phố Huế 😀 \U00020000"),
+        )
+    )
+    assert form["email"] == "\u200fan😀@example.vn"
+    assert form["residence"]["address"] == "Số 5 phố Huế 😀 \U00020000"
+    assert len(form["full_name"]) <= 80
