@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.adapters import backend, metrics, streams
+from engine.domain import capacity_report
 from engine.errors import FieldError, InvalidRequest, Unavailable
 from engine.http import openapi
 from engine.http.responses import json_response, services
@@ -102,7 +103,7 @@ async def capacity(request: Request) -> Response:
         forecast = await services(request).sampler.forecast(target)
     except backend.REDIS_ERRORS as exc:
         raise Unavailable(extra={"reason": type(exc).__name__}) from exc
-    return json_response(forecast.to_json())
+    return json_response(capacity_report.to_json(forecast))
 
 
 routes = [

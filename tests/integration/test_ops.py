@@ -132,6 +132,11 @@ async def test_the_forecast_projects_to_the_configured_close(
         assert 3 * 3600 - 60 < projection["seconds_to_close"] <= 3 * 3600
         assert projection["arrivals_until_close"] > 0
         assert projection["backlog_at_close"] >= 1  # no writer: everything stays queued
+        # Beside the raw numbers, the same figures in words.
+        shown = answer["display"]
+        assert shown["projection"]["closes_in"] in {"in 3 h", "in 2 h 59 min"}
+        assert shown["horizon"].endswith("the window's close")
+        assert shown["backlog"] == f"{answer['backlog']} entries"
 
 
 async def test_metrics_expose_the_limits_pool_and_worker_gauges(harness: Harness) -> None:
@@ -195,10 +200,12 @@ def test_the_capacity_command_prints_a_report_and_json(
     text = capsys.readouterr().out
     assert "examreg capacity at" in text and "(2 samples over" in text
     assert "window closes   2030-06-20T17:00:00+07:00" in text
+    assert "time to limit   not at this rate" in text  # nothing grows on an idle Redis
     assert main(["capacity", "--interval", "0.1", "--json", "--target-seconds", "20"]) == 0
     body = json.loads(capsys.readouterr().out)
     assert body["samples"] == 2 and body["backlog"] == 0
     assert body["recommendation"]["target_seconds"] == 20
+    assert body["display"]["recommendation"]["target"] == "20 s"
 
 
 def test_the_capacity_command_explains_an_unreachable_redis(
