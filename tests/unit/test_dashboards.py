@@ -133,19 +133,45 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     assert alerts - firing == set(), "alerts never shown firing"
 
 
+def _runbook_base() -> str:
+    """The external label `runbook_base` of the committed prometheus.yml."""
+    found = re.search(
+        r"^\s+runbook_base: (\S+)$", (PROMETHEUS / "prometheus.yml").read_text(), re.M
+    )
+    assert found, "prometheus.yml sets no external label runbook_base"
+    return found[1]
+
+
 def test_every_alert_carries_severity_summary_description_and_a_runbook_section() -> None:
     headings = re.findall(r"^## (.+)$", RUNBOOK.read_text(), re.M)
     # GitHub's anchors: lower case, spaces to dashes, punctuation dropped.
     anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in headings}
+    base = _runbook_base()
+    assert re.fullmatch(r"https://[^\s#]+", base), "runbook_base must be an absolute URL"
     for alert in _alerts():
         name = re.search(r"- alert: (\w+)", alert)
         assert name
         assert re.search(r"^\s+severity: (warning|critical)$", alert, re.M), name[1]
         assert re.search(r"^\s+summary: \S", alert, re.M), name[1]
         assert re.search(r"^\s+description: \S", alert, re.M), name[1]
-        runbook = re.search(r"^\s+runbook_url: docs/runbook\.md#(\S+)$", alert, re.M)
+        # Absolute: the external label runbook_base, or the same default when it is not set.
+        runbook = re.search(
+            r"^\s+runbook_url: '\{\{ or \$externalLabels\.runbook_base \"(\S+)\" \}\}#(\S+)'$",
+            alert,
+            re.M,
+        )
         assert runbook, name[1]
-        assert runbook[1] == name[1].lower() and runbook[1] in anchors, name[1]
+        assert runbook[1] == base, name[1]
+        assert runbook[2] == name[1].lower() and runbook[2] in anchors, name[1]
+
+
+def test_the_rule_tests_expect_absolute_runbook_urls() -> None:
+    # promtool compares the rendered annotations exactly: these are the URLs an operator clicks.
+    expected = re.findall(r"^\s+runbook_url: '(\S+)'$", RULE_TESTS.read_text(), re.M)
+    assert len(expected) >= len(_alert_names())
+    for url in expected:
+        assert url.startswith(_runbook_base() + "#"), url
+    assert "docs/runbook.md#" not in RULES.read_text().replace(_runbook_base(), "")
 
 
 def test_every_metric_a_rule_a_test_or_a_dashboard_names_exists() -> None:
