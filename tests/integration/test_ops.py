@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from engine.adapters import streams
 from engine.adapters.passwords import make_hasher
 from engine.runtime.cli import main
 from engine.settings import Settings
@@ -156,6 +157,31 @@ async def test_metrics_expose_the_limits_pool_and_worker_gauges(harness: Harness
     assert values["examreg_db_pool_max_connections"] == harness.settings.db_pool_size
     assert 'examreg_db_pool_connections{state="idle"}' in values
     assert values["examreg_api_cpu_seconds_total"] > 0
+
+
+def _gauges(text: str) -> dict[str, float]:
+    return {
+        line.split(" ")[0]: float(line.split(" ")[-1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+async def test_metrics_count_a_writer_that_started_after_the_last_sample(
+    harness: Harness, aredis: Any
+) -> None:
+    # The sampler's newest sample saw no writer; one starts reading before the next sample.
+    # The scrape reads the consumers now (it used the sample: 0 writers, up to 5 s late, and
+    # tests/e2e/test_prometheus.py saw examreg:writers:count == 0 after a full drain).
+    await harness.services.sampler.sample()
+    assert (
+        _gauges((await harness.client.get("/metrics")).text)["examreg_queue_consumers_active"] == 0
+    )
+    shard = streams.StreamShard(aredis, 0, "late-writer")
+    await shard.ensure_group()
+    await shard.read(10, None)
+    gauges = _gauges((await harness.client.get("/metrics")).text)
+    assert gauges["examreg_queue_consumers_active"] == 1
 
 
 async def test_retry_after_of_a_full_shard_follows_its_drain(
