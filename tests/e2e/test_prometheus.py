@@ -27,11 +27,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.prometheus_bin import DASHBOARDS, binary
+from tests.prometheus_bin import DASHBOARDS, ROOT, binary
 from tests.support import TEST_PASSWORD, form_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
+ARTIFACTS = ROOT / "test-artifacts" / "preview"
 CANDIDATES = 16
 EDITS = 2
 
@@ -228,6 +229,20 @@ async def test_the_recording_rules_follow_a_real_api_and_writer(
             preview.fetch, prom, panels["Arrivals vs drain"], end - 120, end, 1.0
         )
         assert {s.label for s in series if s.values} >= {"arrivals", "drain"}
+
+        # Both dashboards, drawn from this real run, beside the unit tests' synthetic ones.
+        def source(panel: Any, start: float, end: float, step: float) -> Any:
+            return preview.fetch(prom, panel, start, end, step)
+
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for board in preview.DEFAULT_DASHBOARDS:
+            out = ARTIFACTS / f"e2e-{board.stem}.png"
+            dashboard = json.loads(board.read_text())
+            count = await asyncio.to_thread(
+                preview.preview, dashboard, source, out, start=end - 60, end=end, step=1.0
+            )
+            assert count == len(preview.panels(dashboard))
+            assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _load_preview() -> Any:
