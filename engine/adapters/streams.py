@@ -613,12 +613,22 @@ async def read_shards(
     ]
 
 
-async def shard_stats(client: aioredis.Redis, shards: int) -> list[ShardStats]:
+def stats_of(facts: list[ShardFacts]) -> list[ShardStats]:
     """Lag, pending and oldest age for every shard, as the operators' gauges show them."""
     return [
         ShardStats(f.shard, f.length, f.lag, f.pending, f.oldest_pending_age, f.dead_letters)
-        for f in await read_shards(client, shards)
+        for f in facts
     ]
+
+
+def writers_of(facts: list[ShardFacts]) -> int:
+    """Writer processes seen on any shard: distinct consumer names (one per writer process)."""
+    return len(frozenset[str]().union(*(f.writers for f in facts)))
+
+
+async def shard_stats(client: aioredis.Redis, shards: int) -> list[ShardStats]:
+    """Lag, pending and oldest age for every shard, as the operators' gauges show them."""
+    return stats_of(await read_shards(client, shards))
 
 
 async def memory_usage(client: aioredis.Redis) -> tuple[int, int]:

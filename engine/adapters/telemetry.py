@@ -54,8 +54,7 @@ async def redis_sample(
     `streams.read_shards`)."""
     facts = await streams.read_shards(client, shards, writer_seen_ms=writer_seen_ms)
     samples = tuple(capacity.ShardSample(f.shard, f.added, f.length, f.backlog) for f in facts)
-    writers = frozenset().union(*(f.writers for f in facts))
-    return samples, len(writers)
+    return samples, streams.writers_of(facts)
 
 
 def process_totals(directory: Path | None = None) -> dict[str, float]:
@@ -137,10 +136,6 @@ class Sampler:
     @property
     def samples(self) -> list[capacity.Sample]:
         return list(self._ring)
-
-    @property
-    def writers(self) -> int | None:
-        return self._ring[-1].writers if self._ring else None
 
     def refresh_gauges(self) -> None:
         """This process's pool usage and CPU time, for `/metrics` (livesum over processes)."""

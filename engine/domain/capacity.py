@@ -6,7 +6,8 @@ the time until a shard reaches the shedding limit at the current trend, the back
 window's close from the arrival curve so far, and how many writer processes and API workers the
 measured per-process rates say are needed. No IO: callers (`engine.adapters.telemetry`,
 `engine.http.ops`, `examreg capacity`) take the samples; everything here is testable on synthetic
-series, including the deadline projection."""
+series, including the deadline projection. The same figures in words:
+`engine.domain.capacity_report`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from engine.domain import display
 
 # The projection integrates in at most this many steps: fine enough for a 10-day window at
 # ~90 s resolution, cheap enough to run on every request.
@@ -78,6 +81,11 @@ class Model:
     plan_horizon: float = 3600.0  # recommend for the rate expected this far ahead
     margin: float = 1.25  # headroom kept above the planned arrival rate
     api_utilisation: float = 0.7  # CPU share of a core an API worker is planned to use
+    # A shard counts as growing only once its fitted line rises by this many entries over the
+    # samples: writers trim after each commit, so a shard that keeps up holds the few entries in
+    # flight, and one of them seen in the second of two samples is not a trend (it made
+    # `examreg capacity --interval 10` print "time to limit 23 d 4 h" for a backlog of 2).
+    min_growth_entries: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +140,12 @@ class Forecast:
     projection: Projection | None
     recommendation: Recommendation
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Events further away than this are "not at this rate": the window's close, else 30 days.
+    horizon_seconds: float = display.DEFAULT_HORIZON_SECONDS
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON types; instants as ISO 8601 in UTC, durations in seconds."""
+        """The raw numbers as plain JSON types; instants as ISO 8601 in UTC, durations in seconds
+        (`engine.domain.capacity_report.to_json` adds the same figures in words)."""
         body: dict[str, Any] = _jsonable(asdict(self))
         return body
 
@@ -221,12 +232,16 @@ def arrival_trend(samples: Sequence[Sample]) -> tuple[float, float] | None:
 # -- the forecast -----------------------------------------------------------------------------
 
 
-def time_to_limit(samples: Sequence[Sample], limit: int) -> tuple[float | None, int | None]:
+def time_to_limit(
+    samples: Sequence[Sample], limit: int, *, min_rise: float = 0.0
+) -> tuple[float | None, int | None]:
     """Seconds until the first shard's length reaches `limit` at its fitted growth, and which.
 
-    0 when a shard is at the limit already; None when no shard is growing.
+    0 when a shard is at the limit already; None when no shard is growing, i.e. no shard's fitted
+    line rises by more than `min_rise` entries over the samples (entries in flight are not growth).
     """
     last = samples[-1]
+    span = last.at - samples[0].at
     best: tuple[float | None, int | None] = (None, None)
     for shard in last.shards:
         if shard.length >= limit:
@@ -238,7 +253,7 @@ def time_to_limit(samples: Sequence[Sample], limit: int) -> tuple[float | None, 
             if x.shard == shard.shard
         ]
         growth = slope(points)
-        if growth > 0:
+        if growth > 0 and growth * span >= min_rise:
             seconds = (limit - shard.length) / growth
             if best[0] is None or seconds < best[0]:
                 best = (seconds, shard.shard)
@@ -426,7 +441,9 @@ def forecast(samples: Sequence[Sample], model: Model) -> Forecast:
         expected_wait = backlog / drain
         if arrival is not None and drain > arrival:
             time_to_drain = backlog / (drain - arrival)
-    ttl, limit_shard = time_to_limit(trend_samples, model.max_backlog_per_shard)
+    ttl, limit_shard = time_to_limit(
+        trend_samples, model.max_backlog_per_shard, min_rise=model.min_growth_entries
+    )
 
     capacity, source = _writer_capacity(trend_samples, drain, last.writers)
     if source == "unknown" and last.backlog:
@@ -485,6 +502,7 @@ def forecast(samples: Sequence[Sample], model: Model) -> Forecast:
         projection=projection,
         recommendation=recommendation,
         notes=tuple(notes),
+        horizon_seconds=display.horizon(now, model.closes_at),
     )
 
 
@@ -523,88 +541,3 @@ def retry_after(
         wait = max(float(floor), excess / drain_rate)
     wait *= 1 + jitter * rng.random()
     return max(1, min(ceiling, math.ceil(wait)))
-
-
-# -- the terminal report -------------------------------------------------------------------------
-
-
-def _duration(seconds: float | None, none: str = "—") -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return none
-    if seconds < 90:
-        return f"{seconds:.1f} s"
-    minutes = seconds / 60
-    if minutes < 90:
-        return f"{minutes:.0f} min"
-    hours = minutes / 60
-    if hours < 48:
-        return f"{int(hours)} h {int(minutes % 60)} min"
-    return f"{int(hours // 24)} d {int(hours % 24)} h"
-
-
-def _per_second(rate: float | None) -> str:
-    return "unknown" if rate is None else f"{rate:,.1f} /s"
-
-
-def _advice(running: int | None, needed: int | None, more: int | None) -> str:
-    now = "?" if running is None else f"{running}"
-    if needed is None:
-        return f"{now} running, needed unknown (no rate measured yet)"
-    action = "enough" if more == 0 else ("add some" if more is None else f"add {more}")
-    return f"{now} running, {needed} needed: {action}"
-
-
-def report(forecast: Forecast) -> str:
-    """The forecast as a page of text for `examreg capacity`."""
-    f, r = forecast, forecast.recommendation
-    lines = [
-        f"examreg capacity at {f.at:%Y-%m-%d %H:%M:%S} UTC "
-        f"({f.samples} samples over {f.span_seconds:.1f} s)",
-        "",
-        f"  arrivals        {_per_second(f.arrival_rate)}",
-        f"  drain           {_per_second(f.drain_rate)}",
-        f"  backlog         {f.backlog:,} entries (shedding limit {f.backlog_limit:,} in all)",
-        f"  expected wait   {_duration(f.expected_wait_seconds)} (Little's law: backlog / drain)",
-        f"  time to drain   {_duration(f.time_to_drain_seconds, 'not shrinking')}",
-        f"  time to limit   {_duration(f.time_to_limit_seconds, 'no shard is growing')}"
-        + (f" (shard {f.limit_shard})" if f.limit_shard is not None else ""),
-        "  headroom        "
-        + ("unknown" if f.headroom is None else f"{f.headroom:.2f}x (drain capacity / arrivals)"),
-    ]
-    p = f.projection
-    if p is not None:
-        reached = (
-            "never" if p.limit_reached_at is None else f"{p.limit_reached_at:%Y-%m-%d %H:%M} UTC"
-        )
-        lines += [
-            "",
-            f"  window closes   {p.closes_at.isoformat()} (in {_duration(p.seconds_to_close)})",
-            f"    arrivals      {_per_second(p.arrival_rate_now)} now on the trend, "
-            f"{_per_second(p.arrival_rate_at_close)} at the close, "
-            f"{p.arrivals_until_close:,.0f} more until then",
-            f"    backlog       {p.backlog_at_close:,.0f} at the close "
-            f"(peak {p.peak_backlog:,.0f}) draining {_per_second(p.assumed_drain_rate)}; "
-            f"shedding limit reached: {reached}",
-        ]
-    capacity = (
-        "capacity unknown"
-        if r.writer_capacity is None
-        else f"{_per_second(r.writer_capacity)} each ({r.writer_capacity_source.replace('_', ' ')})"
-    )
-    cost = (
-        "cost per submission unknown"
-        if r.api_cpu_per_accept is None
-        else f"{r.api_cpu_per_accept * 1000:.2f} ms CPU per accepted submission"
-    )
-    lines += [
-        "",
-        f"  to keep accept-to-persist under {_duration(r.target_seconds)} at "
-        f"{_per_second(r.planned_arrival_rate)} planned "
-        f"(drain needed {_per_second(r.required_drain_rate)}):",
-        f"    writers       {_advice(r.writers, r.writers_needed, r.more_writers)}; {capacity}",
-        f"    API workers   {_advice(r.api_workers, r.api_workers_needed, r.more_api_workers)}"
-        f"; {cost}",
-    ]
-    if f.notes:
-        lines += ["", "  notes", *(f"    - {note}" for note in f.notes)]
-    return "\n".join(lines) + "\n"

@@ -345,7 +345,8 @@ def _paths() -> dict[str, Any]:
         "/api/v1/ops/capacity": {
             "get": _op(
                 "Capacity forecast: arrival and drain rates, backlog, time to the shedding limit,"
-                " backlog projected to the window's close, writers and API workers needed"
+                " backlog projected to the window's close, writers and API workers needed;"
+                " the raw numbers and, in `display`, the same figures in words"
                 " (operator, admin; docs/capacity.md)",
                 {"200": _json(_OBJ)},
                 (401, 403, 422, 503),

@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from engine.adapters import backend, metrics, streams
+from engine.adapters import backend, metrics, streams, telemetry
+from engine.domain import capacity_report
 from engine.errors import FieldError, InvalidRequest, Unavailable
 from engine.http import openapi
 from engine.http.gate import admit
@@ -77,13 +78,19 @@ async def metrics_endpoint(request: Request) -> Response:
     collector: metrics.QueueCollector | None = None
     try:
         async with asyncio.timeout(2):
-            stats = await streams.shard_stats(svc.redis, svc.settings.stream_shards)
+            # The writers are read now with the rest, not from the sampler's last sample: up to
+            # 5 s old, it said 0 writers on a scrape just after the first writer started.
+            facts = await streams.read_shards(
+                svc.redis,
+                svc.settings.stream_shards,
+                writer_seen_ms=telemetry.writer_seen_ms(svc.settings),
+            )
             memory = await streams.memory_usage(svc.redis)
         collector = metrics.QueueCollector(
-            stats,
+            streams.stats_of(facts),
             memory,
             backlog_limit=svc.settings.max_backlog_per_shard,
-            writers=svc.sampler.writers,
+            writers=streams.writers_of(facts),
         )
     except backend.REDIS_ERRORS:
         collector = None  # the process metrics are still worth serving
@@ -104,7 +111,7 @@ async def capacity(request: Request) -> Response:
         forecast = await services(request).sampler.forecast(target)
     except backend.REDIS_ERRORS as exc:
         raise Unavailable(extra={"reason": type(exc).__name__}) from exc
-    return json_response(forecast.to_json())
+    return json_response(capacity_report.to_json(forecast))
 
 
 routes = [

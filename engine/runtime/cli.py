@@ -29,7 +29,7 @@ from engine.adapters.embedded import EmbeddedServices, ServiceError
 from engine.adapters.passwords import make_hasher
 from engine.adapters.sessions import SessionStore
 from engine.app import create_app
-from engine.domain import capacity
+from engine.domain import capacity_report
 from engine.runtime import writer
 from engine.runtime.dead_letter_command import cmd_dead_letters
 from engine.runtime.demo import run_demo
@@ -324,9 +324,9 @@ def cmd_capacity(args: argparse.Namespace, settings: Settings) -> int:
     except backend.REDIS_ERRORS as exc:
         raise UsageError(f"cannot read the streams from Redis: {exc}") from exc
     if args.json:
-        print(orjson.dumps(forecast.to_json(), option=orjson.OPT_INDENT_2).decode())
+        print(orjson.dumps(capacity_report.to_json(forecast), option=orjson.OPT_INDENT_2).decode())
     else:
-        print(capacity.report(forecast), end="")
+        print(capacity_report.report(forecast), end="")
     return 0
 
 

@@ -1,10 +1,11 @@
 """`examreg demo`: the whole engine on the embedded default, from an empty directory to serving.
 
 Owns the demo's sequence: start embedded PostgreSQL + Valkey, migrate, seed a roster and one staff
-account per role (first run only, credentials written to the data dir), start API workers and
-writers under the supervisor, print where to go, and on Ctrl-C stop everything it started while
-keeping the data on disk. One demo per data directory (a lock file): a second one exits with a
-message and leaves the first one's servers alone.
+account per role (first run only, credentials written to the data dir), give the window a close a
+few days ahead unless EXAMREG_CLOSES_AT is set (so the capacity forecast shows its deadline
+projection), start API workers and writers under the supervisor, print where to go, and on Ctrl-C
+stop everything it started while keeping the data on disk. One demo per data directory (a lock
+file): a second one exits with a message and leaves the first one's servers alone.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import secrets
 import socket
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -26,6 +28,7 @@ from engine.adapters import backend, store
 from engine.adapters.embedded import EmbeddedServices, Endpoints
 from engine.adapters.files import write_private
 from engine.adapters.passwords import make_hasher
+from engine.domain import display
 from engine.runtime.launch import (
     UsageError,
     child_env,
@@ -37,9 +40,42 @@ from engine.runtime.launch import (
 )
 from engine.runtime.supervisor import Supervisor
 from engine.services.roster import seed
-from engine.settings import Settings
+from engine.settings import DEADLINE_TIME, VIETNAM, Settings
 
 ROLES = ("support", "school", "operator", "admin")
+# The demo's window closes this many days ahead: near enough for the deadline projection to
+# mean something, far enough that the candidate pages stay open while someone looks around.
+DEMO_CLOSE_DAYS = 3
+
+
+def demo_close(now: datetime, opens_at: datetime | None, days: int = DEMO_CLOSE_DAYS) -> datetime:
+    """17:00 Asia/Ho_Chi_Minh (every deadline's hour, domain.md §6.1) `days` days after today,
+    or after the opening day when the window opens later than today."""
+    start = max(now, opens_at) if opens_at is not None else now
+    return datetime.combine(start.astimezone(VIETNAM).date() + timedelta(days=days), DEADLINE_TIME)
+
+
+def deadline_line(closes_at: datetime, now: datetime, *, chosen: bool) -> str:
+    """The banner's line about the window's close, and who set it."""
+    where = (
+        "your EXAMREG_CLOSES_AT"
+        if chosen
+        else f"set by the demo {DEMO_CLOSE_DAYS} days ahead (EXAMREG_CLOSES_AT chooses another)"
+    )
+    when = display.due((closes_at - now).total_seconds(), float("inf"))
+    return f"  Window closes {display.instant(closes_at)}, {when}: {where}"
+
+
+def _choose_close(settings: Settings) -> tuple[Settings, datetime, bool]:
+    """The settings with a close, the close, and whether the user chose it. The demo's own close
+    goes into the environment the children inherit."""
+    window = settings.window
+    if window.closes_at is not None:
+        return settings, window.closes_at, True
+    closes_at = demo_close(datetime.now(UTC), window.opens_at)
+    os.environ["EXAMREG_CLOSES_AT"] = closes_at.isoformat()
+    window = dataclasses.replace(window, closes_at=closes_at)
+    return dataclasses.replace(settings, window=window), closes_at, False
 
 
 async def _prepare(
@@ -71,9 +107,10 @@ async def _prepare(
         write_csv(staff_file, ("username", "password", "role"), rows)
 
 
-def _print_banner(port: int, data_dir: Path, ready_after: float) -> None:
+def _print_banner(port: int, data_dir: Path, ready_after: float, deadline: str) -> None:
     base = f"http://127.0.0.1:{port}"
     print(f"\nexamreg is ready after {ready_after:.1f}s\n")
+    print(deadline)
     print(f"  Candidates    {base}/  (Vietnamese; {base}/?lang=en for English)")
     print(f"  Support desk  {base}/support  (staff logins in {data_dir / 'demo-staff.csv'})")
     print(f"  API           {base}/api/v1/window")
@@ -165,6 +202,7 @@ def _serve(
     try:
         endpoints = services.start()
         settings = _demo_settings(settings, data_dir, endpoints)
+        settings, closes_at, chosen = _choose_close(settings)
         asyncio.run(
             with_connection(
                 endpoints.database_url,
@@ -182,7 +220,8 @@ def _serve(
                 file=sys.stderr,
             )
             return 1
-        _print_banner(args.port, data_dir, time.monotonic() - started)
+        deadline = deadline_line(closes_at, datetime.now(UTC), chosen=chosen)
+        _print_banner(args.port, data_dir, time.monotonic() - started, deadline)
         while not supervisor.stopping:
             supervisor.poll_once()
             time.sleep(0.2)

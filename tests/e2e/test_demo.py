@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,33 @@ def test_demo_serves_a_seeded_candidate_and_stops_cleanly(tmp_path: Path, server
                 "operator",
                 "admin",
             }
+
+        # No EXAMREG_CLOSES_AT given: the window closes at 17:00 in Vietnam a few days ahead,
+        # the banner says so, and the operators' forecast projects to that close.
+        window = httpx.get(f"{base}/api/v1/window").json()
+        closes = datetime.fromisoformat(window["closes_at"])
+        assert (closes.hour, closes.minute, closes.utcoffset()) == (17, 0, timedelta(hours=7))
+        assert timedelta(days=2) < closes - datetime.now(UTC) <= timedelta(days=4)
+        banner = (tmp_path / "demo.log").read_text()
+        # Three days after today in Vietnam: 2 d 17 h to 3 d 17 h away, by the hour of the day.
+        line = rf"Window closes {closes:%Y-%m-%d} 17:00 \(UTC\+07:00\), in [23] d"
+        assert re.search(line, banner), banner
+        with (data_dir / "demo-staff.csv").open() as handle:
+            operator = next(r for r in csv.DictReader(handle) if r["role"] == "operator")
+        staff = httpx.post(
+            f"{base}/api/v1/staff/login",
+            json={"username": operator["username"], "password": operator["password"]},
+        ).json()["token"]
+        deadline = time.monotonic() + 30
+        while True:  # the API samples every 5 s; the projection needs two samples
+            answer = httpx.get(
+                f"{base}/api/v1/ops/capacity", headers={"Authorization": f"Bearer {staff}"}
+            ).json()
+            if answer["projection"] is not None or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert answer["projection"] is not None, answer["notes"]
+        assert re.match(r"in [23] d", answer["display"]["projection"]["closes_in"])
 
         login = credentials[0]
         token = httpx.post(

@@ -5,7 +5,9 @@ one data directory, so the API's /metrics carries the writer's counters too (mul
 Prometheus (Debian's package) runs on loopback with a 1 s scrape and evaluation interval and
 dashboards/prometheus/rules.yml. After some registrations the recording rules must show arrivals,
 a drain, a backlog back at zero and one writer; no rule may fail to evaluate; and the Capacity
-dashboard's queries, as dashboards/preview.py runs them, must return data.
+dashboard's queries, as dashboards/preview.py runs them, must return data. A second Prometheus,
+whose only target never answers, renders an alert's runbook_url from the external label
+`runbook_base` (promtool 2.42's rule tests cannot set external labels).
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.prometheus_bin import DASHBOARDS, binary
+from tests.prometheus_bin import DASHBOARDS, ROOT, binary
 from tests.support import TEST_PASSWORD, form_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
+ARTIFACTS = ROOT / "test-artifacts" / "preview"
 CANDIDATES = 16
 EDITS = 2
 
@@ -227,6 +230,20 @@ async def test_the_recording_rules_follow_a_real_api_and_writer(
         )
         assert {s.label for s in series if s.values} >= {"arrivals", "drain"}
 
+        # Both dashboards, drawn from this real run, beside the unit tests' synthetic ones.
+        def source(panel: Any, start: float, end: float, step: float) -> Any:
+            return preview.fetch(prom, panel, start, end, step)
+
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for board in preview.DEFAULT_DASHBOARDS:
+            out = ARTIFACTS / f"e2e-{board.stem}.png"
+            dashboard = json.loads(board.read_text())
+            count = await asyncio.to_thread(
+                preview.preview, dashboard, source, out, start=end - 60, end=end, step=1.0
+            )
+            assert count == len(preview.panels(dashboard))
+            assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
 
 def _load_preview() -> Any:
     import importlib.util
@@ -237,3 +254,65 @@ def _load_preview() -> Any:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+RUNBOOK_BASE = "https://wiki.ops.test/examreg/runbook.md"
+
+
+@pytest.fixture
+def unanswered_prometheus(tmp_path: Path) -> Iterator[str]:
+    """A Prometheus with the committed rules, `runbook_base` set, and a target that never
+    answers (so ExamregApiDown is pending at once)."""
+    prom_port, dead_port = _free_port(), _free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        json.dumps(
+            {
+                "global": {
+                    "scrape_interval": "1s",
+                    "evaluation_interval": "1s",
+                    "external_labels": {"system": "examreg", "runbook_base": RUNBOOK_BASE},
+                },
+                "rule_files": [str(DASHBOARDS / "prometheus" / "rules.yml")],
+                "scrape_configs": [
+                    {
+                        "job_name": "examreg-api",
+                        "static_configs": [{"targets": [f"127.0.0.1:{dead_port}"]}],
+                    }
+                ],
+            }
+        )
+    )
+    with (tmp_path / "prometheus.log").open("w") as log:
+        proc = subprocess.Popen(
+            [
+                binary("prometheus"),
+                f"--config.file={config}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                "--log.level=warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield f"http://127.0.0.1:{prom_port}"
+        finally:
+            _stop([proc])
+
+
+async def test_runbook_urls_are_absolute_links_from_the_configured_base(
+    unanswered_prometheus: str,
+) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+
+        async def api_down() -> dict[str, Any] | None:
+            body = (await client.get(f"{unanswered_prometheus}/api/v1/alerts")).json()
+            found = [
+                a for a in body["data"]["alerts"] if a["labels"]["alertname"] == "ExamregApiDown"
+            ]
+            return found[0] if found else None
+
+        alert = await _until(api_down, "ExamregApiDown to be pending", within=60)
+    # The alert is rendered by Prometheus itself from prometheus.yml's external label.
+    assert alert["annotations"]["runbook_url"] == f"{RUNBOOK_BASE}#examregapidown"

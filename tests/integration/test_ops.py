@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from engine.adapters import streams
 from engine.adapters.passwords import make_hasher
 from engine.runtime.cli import main
 from engine.settings import Settings
@@ -133,6 +134,11 @@ async def test_the_forecast_projects_to_the_configured_close(
         assert 3 * 3600 - 60 < projection["seconds_to_close"] <= 3 * 3600
         assert projection["arrivals_until_close"] > 0
         assert projection["backlog_at_close"] >= 1  # no writer: everything stays queued
+        # Beside the raw numbers, the same figures in words.
+        shown = answer["display"]
+        assert shown["projection"]["closes_in"] in {"in 3 h", "in 2 h 59 min"}
+        assert shown["horizon"].endswith("the window's close")
+        assert shown["backlog"] == f"{answer['backlog']} entries"
 
 
 async def test_metrics_expose_the_limits_pool_and_worker_gauges(harness: Harness) -> None:
@@ -152,6 +158,31 @@ async def test_metrics_expose_the_limits_pool_and_worker_gauges(harness: Harness
     assert values["examreg_db_pool_max_connections"] == harness.settings.db_pool_size
     assert 'examreg_db_pool_connections{state="idle"}' in values
     assert values["examreg_api_cpu_seconds_total"] > 0
+
+
+def _gauges(text: str) -> dict[str, float]:
+    return {
+        line.split(" ")[0]: float(line.split(" ")[-1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+async def test_metrics_count_a_writer_that_started_after_the_last_sample(
+    harness: Harness, aredis: Any
+) -> None:
+    # The sampler's newest sample saw no writer; one starts reading before the next sample.
+    # The scrape reads the consumers now (it used the sample: 0 writers, up to 5 s late, and
+    # tests/e2e/test_prometheus.py saw examreg:writers:count == 0 after a full drain).
+    await harness.services.sampler.sample()
+    assert (
+        _gauges((await harness.client.get("/metrics")).text)["examreg_queue_consumers_active"] == 0
+    )
+    shard = streams.StreamShard(aredis, 0, "late-writer")
+    await shard.ensure_group()
+    await shard.read(10, None)
+    gauges = _gauges((await harness.client.get("/metrics")).text)
+    assert gauges["examreg_queue_consumers_active"] == 1
 
 
 async def test_retry_after_of_a_full_shard_follows_its_drain(
@@ -196,10 +227,12 @@ def test_the_capacity_command_prints_a_report_and_json(
     text = capsys.readouterr().out
     assert "examreg capacity at" in text and "(2 samples over" in text
     assert "window closes   2030-06-20T17:00:00+07:00" in text
+    assert "time to limit   not at this rate" in text  # nothing grows on an idle Redis
     assert main(["capacity", "--interval", "0.1", "--json", "--target-seconds", "20"]) == 0
     body = json.loads(capsys.readouterr().out)
     assert body["samples"] == 2 and body["backlog"] == 0
     assert body["recommendation"]["target_seconds"] == 20
+    assert body["display"]["recommendation"]["target"] == "20 s"
 
 
 def test_the_capacity_command_explains_an_unreachable_redis(

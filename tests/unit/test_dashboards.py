@@ -133,19 +133,45 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     assert alerts - firing == set(), "alerts never shown firing"
 
 
+def _runbook_base() -> str:
+    """The external label `runbook_base` of the committed prometheus.yml."""
+    found = re.search(
+        r"^\s+runbook_base: (\S+)$", (PROMETHEUS / "prometheus.yml").read_text(), re.M
+    )
+    assert found, "prometheus.yml sets no external label runbook_base"
+    return found[1]
+
+
 def test_every_alert_carries_severity_summary_description_and_a_runbook_section() -> None:
     headings = re.findall(r"^## (.+)$", RUNBOOK.read_text(), re.M)
     # GitHub's anchors: lower case, spaces to dashes, punctuation dropped.
     anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in headings}
+    base = _runbook_base()
+    assert re.fullmatch(r"https://[^\s#]+", base), "runbook_base must be an absolute URL"
     for alert in _alerts():
         name = re.search(r"- alert: (\w+)", alert)
         assert name
         assert re.search(r"^\s+severity: (warning|critical)$", alert, re.M), name[1]
         assert re.search(r"^\s+summary: \S", alert, re.M), name[1]
         assert re.search(r"^\s+description: \S", alert, re.M), name[1]
-        runbook = re.search(r"^\s+runbook_url: docs/runbook\.md#(\S+)$", alert, re.M)
+        # Absolute: the external label runbook_base, or the same default when it is not set.
+        runbook = re.search(
+            r"^\s+runbook_url: '\{\{ or \$externalLabels\.runbook_base \"(\S+)\" \}\}#(\S+)'$",
+            alert,
+            re.M,
+        )
         assert runbook, name[1]
-        assert runbook[1] == name[1].lower() and runbook[1] in anchors, name[1]
+        assert runbook[1] == base, name[1]
+        assert runbook[2] == name[1].lower() and runbook[2] in anchors, name[1]
+
+
+def test_the_rule_tests_expect_absolute_runbook_urls() -> None:
+    # promtool compares the rendered annotations exactly: these are the URLs an operator clicks.
+    expected = re.findall(r"^\s+runbook_url: '(\S+)'$", RULE_TESTS.read_text(), re.M)
+    assert len(expected) >= len(_alert_names())
+    for url in expected:
+        assert url.startswith(_runbook_base() + "#"), url
+    assert "docs/runbook.md#" not in RULES.read_text().replace(_runbook_base(), "")
 
 
 def test_every_metric_a_rule_a_test_or_a_dashboard_names_exists() -> None:
@@ -224,3 +250,65 @@ def test_a_missing_promtool_fails_saying_what_to_install(monkeypatch: pytest.Mon
     monkeypatch.setattr(prometheus_bin.os, "geteuid", lambda: 1000)
     with pytest.raises(pytest.fail.Exception, match=r"sudo apt-get install -y prometheus"):
         prometheus_bin.binary("promtool")
+
+
+# Units an operator can read on an axis: Grafana's named ones, or a named count ("count:rows"
+# is shown as "1.2K rows"); never "short", "none" or "ops", which leave the reader guessing.
+NAMED_UNITS = {"s", "reqps", "percentunit", "bytes", "suffix:×"}
+NAMED_COUNT = re.compile(r"count:[a-z]+(/s)?")
+
+
+def _panels() -> list[tuple[str, dict[str, Any]]]:
+    return [(path.name, panel) for path in BOARDS for panel in _board(path)["panels"]]
+
+
+@pytest.mark.parametrize("path", BOARDS, ids=[p.name for p in BOARDS])
+def test_every_panel_names_its_unit(path: Path) -> None:
+    for panel in _board(path)["panels"]:
+        unit = panel["fieldConfig"]["defaults"]["unit"]
+        assert unit in NAMED_UNITS or NAMED_COUNT.fullmatch(unit), (panel["title"], unit)
+
+
+def test_legends_are_tables_below_or_beside_the_plot() -> None:
+    charts = [(f, p) for f, p in _panels() if p["type"] == "timeseries"]
+    assert len(charts) > 25
+    for board, panel in charts:
+        legend = panel["options"]["legend"]
+        assert legend["showLegend"] and legend["displayMode"] == "table", (board, panel["title"])
+        assert legend["placement"] in {"bottom", "right"}, (board, panel["title"])
+        assert "lastNotNull" in legend["calcs"], (board, panel["title"])
+
+
+@pytest.mark.parametrize("path", BOARDS, ids=[p.name for p in BOARDS])
+def test_time_series_keep_grafanas_clock_time_axis(path: Path) -> None:
+    # Grafana draws a time series against clock time in the viewer's zone unless a panel picks
+    # another x field, shifts its range or transforms the frame away from time.
+    board = _board(path)
+    assert board["timezone"] == "browser" and board["time"]["from"].startswith("now-")
+    for panel in board["panels"]:
+        assert "transformations" not in panel, panel["title"]
+        assert "xField" not in panel.get("options", {}), panel["title"]
+        assert not {"timeFrom", "timeShift"} & set(panel), panel["title"]
+
+
+def test_headroom_is_capped_at_ten_and_ample_without_arrivals() -> None:
+    panels = [p for _, p in _panels() if "examreg:headroom:ratio5m" in json.dumps(p["targets"])]
+    assert {p["type"] for p in panels} == {"stat", "timeseries"}
+    for panel in panels:
+        for target in panel["targets"]:
+            assert "clamp_max(examreg:headroom:ratio5m, 10)" in target["expr"], panel["title"]
+        if panel["type"] == "timeseries":
+            assert panel["fieldConfig"]["defaults"]["max"] == 10
+            continue
+        mappings = panel["fieldConfig"]["defaults"]["mappings"]
+        texts = json.dumps(mappings, ensure_ascii=False)
+        assert "> 10× (ample)" in texts and "ample (nothing arrives)" in texts
+        # The 'nothing arrives' value is the one the expression gives when arrivals are zero.
+        assert "(examreg:arrivals:rate5m == 0) + 11" in panel["targets"][0]["expr"]
+        assert any(m["type"] == "value" and "11" in m["options"] for m in mappings)
+
+
+def test_the_time_to_the_limit_is_not_at_this_rate_beyond_thirty_days() -> None:
+    stat = next(p for _, p in _panels() if p["title"] == "Time to shedding limit")
+    assert stat["targets"][0]["expr"] == f"examreg:time_to_limit:seconds <= {30 * 86400}"
+    assert stat["fieldConfig"]["defaults"]["noValue"] == "not at this rate"

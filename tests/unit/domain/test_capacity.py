@@ -1,6 +1,7 @@
 """Unit tests of `engine.domain.capacity`: the forecast's arithmetic on synthetic series (rates,
 Little's law, time to the shedding limit, the deadline projection against its closed form, the
-recommendation), the computed Retry-After, and the JSON and text renderings."""
+recommendation), the computed Retry-After, and the raw JSON. The figures in words are tested in
+test_capacity_report.py."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from engine.domain.capacity import (
     forecast,
     increase,
     project,
-    report,
     retry_after,
     slope,
 )
@@ -144,6 +144,25 @@ def test_a_shard_at_the_limit_has_no_time_left() -> None:
     samples[-1] = Sample(at=last.at, shards=full, writers=last.writers)
     f = forecast(samples, model())
     assert (f.time_to_limit_seconds, f.limit_shard) == (0.0, 3)
+
+
+def test_one_entry_in_flight_does_not_make_a_shard_grow() -> None:
+    # `examreg capacity --interval 10` on an idle demo: the second sample caught one entry
+    # between its XADD and the writer's trim. A fitted growth of 1 entry per 10 s put the limit
+    # "23 d 4 h" away; a rise of one entry is not a trend.
+    quiet = ShardSample(4, 100, 0, 0)
+    caught = ShardSample(4, 101, 1, 1)
+    samples = [
+        Sample(at=NOW - 10.02, shards=(quiet,), writers=1),
+        Sample(at=NOW, shards=(caught,), writers=1),
+    ]
+    f = forecast(samples, model(shards=1))
+    assert (f.time_to_limit_seconds, f.limit_shard) == (None, None)
+    # A real rise over the same ten seconds still counts (a stuck shard filling at 2/s).
+    filling = Sample(at=NOW, shards=(ShardSample(4, 120, 20, 20),), writers=1)
+    f = forecast([samples[0], filling], model(shards=1))
+    assert f.limit_shard == 4
+    assert f.time_to_limit_seconds == pytest.approx((200_000 - 20) / (20 / 10.02))
 
 
 def test_one_sample_gives_the_backlog_but_no_rates() -> None:
@@ -363,14 +382,3 @@ def test_the_json_is_plain_and_finite() -> None:
         "recommendation",
         "notes",
     }
-
-
-def test_the_report_reads_as_a_page_for_operators() -> None:
-    text = report(_ramp_forecast())
-    # The current rate is the last minute's average: 100/s now, 98.5/s over the minute.
-    assert "arrivals        98.5 /s" in text
-    assert "window closes" in text and "shedding limit reached: 2026-" in text
-    assert "writers       2 running, 6 needed: add 4" in text
-    assert "API workers   1 running, 2 needed: add 1" in text
-    quiet = report(forecast(series(seconds=0, arrivals=lambda t: 0), model()))
-    assert "needed unknown" in quiet and "EXAMREG_CLOSES_AT is not set" in quiet
