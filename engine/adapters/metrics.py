@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -220,8 +221,6 @@ def render(extra: Collector | None = None) -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
-        from prometheus_client import REGISTRY
-
         registry = REGISTRY if extra is None else _merged(REGISTRY)
     if extra is not None:
         registry.register(extra)
