@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import os
 import random
 import re
 from dataclasses import asdict
@@ -18,6 +19,8 @@ from engine.runtime.writer import ShardWriter
 from engine.settings import Settings, load
 
 ROSTER_SIZE = 40
+# The bigger profiles of the adversity battery (model, fuzzing, faults): off in `make test`.
+LONG_TESTS = os.environ.get("EXAMREG_LONG_TESTS") == "1"
 TEST_PASSWORD = "Test-password-2026"
 HIDDEN_INPUT = re.compile(r'<input type="hidden" name="([^"]*)" value="([^"]*)">')
 
