@@ -40,6 +40,10 @@ log = logging.getLogger("examreg.api")
 
 async def _on_examreg_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ExamregError)
+    if exc.status == 503 and exc.retry_after is None:
+        # Every 503 says when to come back, also one raised deep in an adapter that cannot know
+        # the configured floor (the enqueue whose Valkey link dropped mid-call).
+        exc.retry_after = services(request).settings.retry_after_seconds
     return problem(exc, api_language(request))
 
 

@@ -51,7 +51,7 @@ from tests.support import LONG_TESTS, TEST_PASSWORD, drain, form_for
 CANDIDATES = 4  # on SHARDS shards: candidates share shards, so batches mix them
 SHARDS = 2
 # Short: a few seconds in `make test`. Long: at least 10,000 steps (asserted below).
-EXAMPLES, STEPS = (120, 100) if LONG_TESTS else (8, 30)
+EXAMPLES, STEPS = (150, 100) if LONG_TESTS else (8, 30)
 MIN_LONG_STEPS = 10_000
 
 # Generous: a failure is shrunk by replaying steps against the servers, which takes minutes.
