@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount
+from starlette.routing import Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from engine.adapters import backend, metrics
@@ -52,7 +52,21 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     mapped: ExamregError = MethodNotAllowed() if exc.status_code == 405 else NotFound()
     if exc.status_code not in (404, 405):
         mapped = ExamregError(detail_en=str(exc.detail))
-    return problem(mapped, api_language(request))
+    response = problem(mapped, api_language(request))
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        # A 405 must list what the path allows (RFC 9110 §15.5.6); Starlette's names only the
+        # first of the routes a path is split into (GET and PUT of /api/v1/me/registration).
+        response.headers["Allow"] = ", ".join(_allowed_methods(request))
+    return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods or set()
+    return sorted(methods)
 
 
 async def _on_backend_error(request: Request, exc: Exception) -> Response:
