@@ -40,6 +40,7 @@ class FaultProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()  # every socket, aborted at close()
         self._drop: _Drop | None = None
+        self._answered: dict[tuple[asyncio.StreamWriter, asyncio.StreamWriter], asyncio.Event] = {}
 
     async def start(self) -> FaultProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -127,6 +128,9 @@ class FaultProxy:
     ) -> None:
         try:
             while chunk := await source.read(65536):
+                if not outbound and link in self._answered:
+                    self._answered[link].set()  # a dropped link's answer: swallowed
+                    return
                 while self.mode == "stall" and link in self._links:
                     await asyncio.sleep(0.01)
                 if link not in self._links:
@@ -156,10 +160,13 @@ class FaultProxy:
         self._links.discard(link)
         _abort(client)  # the client never sees an answer
         if deliver:
+            # The server gets the request and answers; the answer goes nowhere.
+            answered = self._answered[link] = asyncio.Event()
             upstream.write(chunk)
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, TimeoutError):
                 await upstream.drain()
-            await asyncio.sleep(0.3)  # let the server run the request before the link goes
+                await asyncio.wait_for(answered.wait(), 10)
+            del self._answered[link]
         _abort(upstream)
 
 

@@ -43,8 +43,17 @@ _OBJ: dict[str, Any] = {"type": "object"}
 _TEXT: dict[str, Any] = {"type": "string"}
 # Ids in paths and queries: what `support_desk` parses (ASCII digits, 1 to 2^62; 0 is unknown).
 _ID: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 2**62}
-_QUERY_ID: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 2**62}
-_PAGE: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 10_000}
+# In queries a blank number means "not given", so they are digits or nothing.
+_QUERY_ID: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^([0-9]{1,19})?$",
+    "description": "A whole number from 1 to 2^62; blank: not given.",
+}
+_PAGE: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^([0-9]{1,19})?$",
+    "description": "A page number from 1 to 10000; blank: the first.",
+}
 # A reason (ticket reference or description): 3–500 characters once trimmed, no control characters.
 _REASON: dict[str, Any] = {"type": "string", "minLength": 3}
 # Passwords as the policy of engine.domain.passwords takes them (at most 128 characters are read).

@@ -48,6 +48,11 @@ ST = Path(sys.executable).with_name("st")
 # each of these is checked against state or across fields, which a parameter schema cannot
 # express. Everywhere else, valid data must be accepted (or be refused for the credentials).
 CONFIG = """
+# No undeclared parameters as "invalid data" (the long profile's stateful phase sent `&=0`):
+# the API ignores query parameters it does not know, as HTTP APIs do. Undeclared body fields
+# are still generated, and refused (`unknown_field`).
+generation.allow-extra-parameters = false
+
 [[operations]]
 include-path = "/api/v1/me/registration"
 include-method = "PUT"
