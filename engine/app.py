@@ -42,19 +42,11 @@ log = logging.getLogger("examreg.api")
 
 async def _on_examreg_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ExamregError)
+    if exc.status == 503 and exc.retry_after is None:
+        # Every 503 says when to come back, also one raised deep in an adapter that cannot know
+        # the configured floor (the enqueue whose Valkey link dropped mid-call).
+        exc.retry_after = services(request).settings.retry_after_seconds
     return problem(exc, api_language(request))
-
-
-def _allowed_methods(request: Request) -> str:
-    """Every method of every route on this path: one path may have several routes (GET and PUT
-    of `/api/v1/me/registration`), and Starlette's own `Allow` names the first one's only."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.methods:
-            match, _ = route.matches(request.scope)
-            if match is not Match.NONE:
-                methods |= route.methods
-    return ", ".join(sorted(methods))
 
 
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
@@ -63,9 +55,20 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     if exc.status_code not in (404, 405):
         mapped = ExamregError(detail_en=str(exc.detail))
     response = problem(mapped, api_language(request))
+    response.headers.update(exc.headers or {})
     if exc.status_code == 405:
-        response.headers["Allow"] = _allowed_methods(request)
+        # A 405 must list what the path allows (RFC 9110 §15.5.6); Starlette's names only the
+        # first of the routes a path is split into (GET and PUT of /api/v1/me/registration).
+        response.headers["Allow"] = ", ".join(_allowed_methods(request))
     return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods or set()
+    return sorted(methods)
 
 
 async def _on_backend_error(request: Request, exc: Exception) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import os
 import random
 import re
 from dataclasses import asdict
@@ -19,6 +20,8 @@ from engine.settings import Settings, load
 
 ROSTER_SIZE = 40
 ROSTER_SEED = 7
+# The bigger profiles of the adversity battery (model, fuzzing, faults): off in `make test`.
+LONG_TESTS = os.environ.get("EXAMREG_LONG_TESTS") == "1"
 TEST_PASSWORD = "Test-password-2026"
 HIDDEN_INPUT = re.compile(r'<input type="hidden" name="([^"]*)" value="([^"]*)">')
 
@@ -45,6 +48,9 @@ def build_roster_rows() -> tuple[list[store.NewCandidate], list[dict[str, Any]]]
             school_code=e.school_code,
             phone=e.phone,
             password_hash=password_hash,
+            # The roster after the first-login change: a test of the forced change (403
+            # password_change_required, the /password page) sets the flag for its own candidate.
+            must_change_password=False,
         )
         for e in entries
     ]

@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from engine.adapters import metrics
 from engine.errors import IdempotencyKeyReused, Overloaded, Unavailable
@@ -260,7 +260,10 @@ class Enqueuer:
     def _parse(self, result: object, shard: int) -> Receipt:
         if isinstance(result, BaseException):
             # OOM (maxmemory reached with noeviction) is overload, anything else unavailability.
-            if isinstance(result, ResponseError) and str(result).startswith("OOM"):
+            # redis-py raises OutOfMemoryError for it, its message without the "OOM" prefix.
+            if isinstance(result, OutOfMemoryError) or (
+                isinstance(result, ResponseError) and str(result).startswith("OOM")
+            ):
                 raise Overloaded(
                     retry_after=self._retry_after_for(None), extra={"reason": "redis_memory"}
                 )

@@ -25,12 +25,14 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _query(name: str, required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "schema": {"type": "string"}}
+def _query(
+    name: str, schema: dict[str, Any] | None = None, required: bool = False
+) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema or _TEXT}
 
 
-def _path(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+def _path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -38,13 +40,61 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _OBJ: dict[str, Any] = {"type": "object"}
+# Free text the server trims, folds and checks itself (a blank one is ignored where optional).
+_TEXT: dict[str, Any] = {"type": "string"}
+# Ids in paths and queries: what `support_desk` parses (ASCII digits, 1 to 2^62; 0 is unknown).
+_ID: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 2**62}
+# In queries a blank number means "not given", so they are digits or nothing.
+_QUERY_ID: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^([0-9]{1,19})?$",
+    "description": "A whole number from 1 to 2^62; blank: not given.",
+}
+_PAGE: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^([0-9]{1,19})?$",
+    "description": "A page number from 1 to 10000; blank: the first.",
+}
+# A reason (ticket reference or description): 3–500 characters once trimmed, no control characters.
+_REASON: dict[str, Any] = {"type": "string", "minLength": 3}
+# Passwords as the policy of engine.domain.passwords takes them (at most 128 characters are read).
+_SECRET: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 128}
+_NEW_PASSWORD: dict[str, Any] = {
+    "type": "string",
+    "minLength": 8,
+    "maxLength": 128,
+    "description": "At least one letter and one digit, and not the current password.",
+}
+
+
+def _credentials(login: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": [login, "password"],
+        "properties": {
+            login: {"type": "string", "minLength": 1, "maxLength": 64},
+            "password": _SECRET,
+        },
+    }
+
+
+_PASSWORD_CHANGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["current_password", "new_password"],
+    "properties": {"current_password": _SECRET, "new_password": _NEW_PASSWORD},
+}
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}, {"cookie": []}]
 # Staff calls: the header only, never the console's cookie (a clicked link must not act).
 _STAFF: list[dict[str, list[str]]] = [{"bearer": []}]
 
+# Necessary, not sufficient: the server also checks the form against the roster (the national ID
+# must be the logged-in candidate's), the reference data and the rules across fields (domain.md).
 _FORM = {
     "type": "object",
     "additionalProperties": False,
+    # Grade-12 students (type a) list their three schools; free candidates may leave them out.
+    "if": {"properties": {"candidate_type": {"const": "a"}}, "required": ["candidate_type"]},
+    "then": {"required": ["schools"], "properties": {"schools": {"type": "array"}}},
     "required": [
         "full_name",
         "date_of_birth",
@@ -53,7 +103,6 @@ _FORM = {
         "ethnicity",
         "birthplace",
         "residence",
-        "schools",
         "phone",
         "candidate_type",
         "purposes",
@@ -79,11 +128,11 @@ _FORM = {
                 "address": {"type": "string"},
                 "province_code": {"type": "string", "pattern": "^[0-9]{2}$"},
                 "commune_code": {"type": ["string", "null"]},
-                "kv1_over_18_months": {"type": "boolean"},
+                "kv1_over_18_months": {"type": ["boolean", "null"]},
             },
         },
         "schools": {
-            "type": "array",
+            "type": ["array", "null"],
             "maxItems": 3,
             "items": {
                 "type": "object",
@@ -169,7 +218,7 @@ def _paths() -> dict[str, Any]:
         "name": "Idempotency-Key",
         "in": "header",
         "required": True,
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
     }
     return {
         "/api/v1/auth/login": {
@@ -177,13 +226,7 @@ def _paths() -> dict[str, Any]:
                 "Log in with the 12-digit ID and the password the school issued",
                 {"200": _json(_SESSION)},
                 (400, 401, 413, 415, 422, 429, 503),
-                requestBody=_body(
-                    {
-                        "type": "object",
-                        "required": ["login", "password"],
-                        "properties": {"login": {"type": "string"}, "password": {"type": "string"}},
-                    }
-                ),
+                requestBody=_body(_credentials("login")),
             )
         },
         "/api/v1/auth/logout": {
@@ -199,9 +242,9 @@ def _paths() -> dict[str, Any]:
                 "Change the password: every session of the account ends (this one too); the"
                 " caller goes on with the new session returned (token and cookie)",
                 {"200": _json(_SESSION, "Changed; the new session")},
-                (400, 401, 415, 422, 429, 503),
+                (400, 401, 413, 415, 422, 429, 503),
                 security=_BEARER,
-                requestBody=_body(_OBJ),
+                requestBody=_body(_PASSWORD_CHANGE),
             )
         },
         "/api/v1/staff/login": {
@@ -209,16 +252,7 @@ def _paths() -> dict[str, Any]:
                 "Staff login (support, school, operator, admin)",
                 {"200": _json(_SESSION)},
                 (400, 401, 413, 415, 422, 429, 503),
-                requestBody=_body(
-                    {
-                        "type": "object",
-                        "required": ["username", "password"],
-                        "properties": {
-                            "username": {"type": "string"},
-                            "password": {"type": "string"},
-                        },
-                    }
-                ),
+                requestBody=_body(_credentials("username")),
             )
         },
         "/api/v1/staff/logout": {
@@ -234,9 +268,9 @@ def _paths() -> dict[str, Any]:
                 "Change the staff password: every session of the account ends (this one too);"
                 " the caller goes on with the new session returned",
                 {"200": _json(_SESSION, "Changed; the new session")},
-                (400, 401, 403, 415, 422, 429, 503),
+                (400, 401, 403, 413, 415, 422, 429, 503),
                 security=_STAFF,
-                requestBody=_body(_OBJ),
+                requestBody=_body(_PASSWORD_CHANGE),
             )
         },
         "/api/v1/support/candidates": {
@@ -247,20 +281,19 @@ def _paths() -> dict[str, Any]:
                 {"200": _json(_OBJ)},
                 (401, 403, 422),
                 security=_STAFF,
+                # At least one criterion; province_code and school_code together; a reason always.
+                # Blank ones are ignored.
                 parameters=[
-                    _query(n)
-                    for n in (
-                        "national_id",
-                        "candidate_id",
-                        "name",
-                        "date_of_birth",
-                        "province_code",
-                        "school_code",
-                        "page",
-                        "page_size",
-                    )
-                ]
-                + [_query("reason", True)],
+                    _query("national_id", {"type": "string", "pattern": "^([0-9]{12})?$"}),
+                    _query("candidate_id", _QUERY_ID),
+                    _query("name"),
+                    _query("date_of_birth"),
+                    _query("province_code", {"type": "string", "pattern": "^([0-9]{2})?$"}),
+                    _query("school_code", {"type": "string", "pattern": "^([0-9]{3})?$"}),
+                    _query("page", _PAGE),
+                    _query("page_size", _QUERY_ID),
+                    _query("reason", _REASON, required=True),
+                ],
             )
         },
         "/api/v1/support/candidates/{candidate_id}": {
@@ -269,17 +302,23 @@ def _paths() -> dict[str, Any]:
                 {"200": _json(_OBJ)},
                 (401, 403, 404, 422),
                 security=_STAFF,
-                parameters=[_path("candidate_id"), _query("reason", True), _query("reveal")],
+                parameters=[
+                    _path("candidate_id", _ID),
+                    _query("reason", _REASON, required=True),
+                    _query("reveal"),  # 1 or true reveals; anything else does not
+                ],
             )
         },
         "/api/v1/support/candidates/{candidate_id}/password-reset": {
             "post": _op(
                 "Issue a one-time password, force a change, revoke sessions; audited",
                 {"200": _json(_OBJ)},
-                (401, 403, 404, 415, 422),
+                (400, 401, 403, 404, 413, 415, 422),
                 security=_STAFF,
-                parameters=[_path("candidate_id")],
-                requestBody=_body(_OBJ),
+                parameters=[_path("candidate_id", _ID)],
+                requestBody=_body(
+                    {"type": "object", "required": ["reason"], "properties": {"reason": _REASON}}
+                ),
             )
         },
         "/api/v1/support/audit": {
@@ -289,7 +328,12 @@ def _paths() -> dict[str, Any]:
                 (401, 403, 422),
                 security=_STAFF,
                 parameters=[
-                    _query(n) for n in ("staff", "candidate", "since", "until", "page", "reason")
+                    _query("staff"),
+                    _query("candidate", _QUERY_ID),
+                    _query("since"),  # ISO 8601 instants
+                    _query("until"),
+                    _query("page", _PAGE),
+                    _query("reason"),
                 ],
             )
         },
@@ -323,14 +367,7 @@ def _paths() -> dict[str, Any]:
                 {"200": _json(_RECEIPT)},
                 (401, 403, 404),
                 security=_BEARER,
-                parameters=[
-                    {
-                        "name": "receipt_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    }
-                ],
+                parameters=[_path("receipt_id", {"type": "string", "pattern": "^[0-9A-F]{20}$"})],
             )
         },
         "/api/v1/reference": {

@@ -158,6 +158,18 @@ async def test_unknown_route_and_wrong_method_are_problem_json(harness: Harness)
     assert wrong.status_code == 405 and wrong.json()["code"] == "method_not_allowed"
 
 
+async def test_a_wrong_method_names_the_allowed_ones(harness: Harness) -> None:
+    """RFC 9110 §15.5.6: a 405 carries `Allow` (Schemathesis' unsupported-method check)."""
+    for method in ("DELETE", "TRACE"):
+        wrong = await harness.client.request(method, "/api/v1/window")
+        assert wrong.status_code == 405 and wrong.json()["code"] == "method_not_allowed"
+        assert "GET" in wrong.headers["Allow"], wrong.headers
+    # A path served by two routes (one per method) names both.
+    wrong = await harness.client.request("DELETE", "/api/v1/me/registration")
+    assert wrong.status_code == 405
+    assert set(wrong.headers["Allow"].split(", ")) == {"GET", "HEAD", "PUT"}
+
+
 async def test_login_with_malformed_bodies_is_4xx(harness: Harness) -> None:
     for body in (b"{", b"[]", b'{"login": 1, "password": 2}', b'{"login": "x"}'):
         response = await harness.client.post(
