@@ -21,6 +21,10 @@ PostgresError = asyncpg.PostgresError
 InterfaceError = asyncpg.InterfaceError
 DataError = asyncpg.exceptions.DataError
 PostgresConnectionError = asyncpg.PostgresConnectionError
+# The driver's own state went wrong, not the statement: seen after a SIGKILL of PostgreSQL, when
+# the pool handed out a connection stuck mid-operation ("cannot switch to state …"). It is no
+# PostgresError or InterfaceError, yet it means the same as a dropped connection: retry later.
+InternalClientError = asyncpg.InternalClientError
 
 Pool: TypeAlias = asyncpg.Pool
 Connection: TypeAlias = asyncpg.Connection
@@ -32,6 +36,7 @@ REDIS_ERRORS: Final[tuple[type[BaseException], ...]] = (RedisError, OSError, Tim
 POSTGRES_ERRORS: Final[tuple[type[BaseException], ...]] = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     OSError,
     TimeoutError,
 )
@@ -42,6 +47,7 @@ BACKEND_ERRORS: Final[tuple[type[BaseException], ...]] = (
     RedisError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     OSError,
     TimeoutError,
 )

@@ -60,7 +60,12 @@ class ShardWriter:
                 log.warning("redis error on shard %d: %s", self.shard.shard, type(exc).__name__)
                 ready = False  # a failed read may have been delivered: finish our own first
                 await _sleep_or_stop(stop, 1.0)
-            except (backend.PostgresError, backend.InterfaceError, TimeoutError) as exc:
+            except (
+                backend.PostgresError,
+                backend.InterfaceError,
+                backend.InternalClientError,
+                TimeoutError,
+            ) as exc:
                 metrics.WRITER_ERRORS.labels("postgres").inc()
                 log.warning("postgres error on shard %d: %s", self.shard.shard, type(exc).__name__)
                 ready = False

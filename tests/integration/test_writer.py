@@ -237,3 +237,51 @@ async def test_migrations_are_idempotent(database_url: str) -> None:
         assert names[:3] == ["0001_core.sql", "0002_reference.sql", "0003_support.sql"]
     finally:
         await conn.close()
+
+
+async def test_a_connection_left_in_a_broken_state_does_not_crash_the_writer(
+    harness: Harness,
+    roster: list[dict[str, Any]],
+    pool: asyncpg.Pool,
+    aredis: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a SIGKILL of PostgreSQL, asyncpg may hand out a pooled connection whose protocol is
+    stuck mid-operation; it raises InternalClientError, which is no PostgresError. The kill
+    battery (tests/e2e/test_durability.py) saw that crash the writer process; it must be one more
+    PostgreSQL failure: counted, retried, and the entry persisted."""
+    candidate = roster[15]
+    shard = StreamShard(aredis, harness.settings.shard_of(candidate["candidate_id"]), "w")
+    auth = await harness.login(candidate)
+    response = await harness.client.put(
+        "/api/v1/me/registration",
+        json=form_for(candidate),
+        headers={**auth, "Idempotency-Key": "broken-connection"},
+    )
+    assert response.status_code == 202, response.text
+    real_write = store.write_batch
+    calls = 0
+
+    async def write_once_broken(conn: Any, rows: Any) -> store.BatchResult:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise asyncpg.InternalClientError(
+                "cannot switch to state 15; another operation (2) is in progress"
+            )
+        return await real_write(conn, rows)
+
+    monkeypatch.setattr(store, "write_batch", write_once_broken)
+    stop = asyncio.Event()
+    task = asyncio.create_task(ShardWriter(harness.settings, pool, shard).run(stop))
+    try:
+        async with asyncio.timeout(30):
+            while not await pool.fetchval("SELECT count(*) FROM registrations"):
+                assert not task.done(), f"the writer stopped: {task.exception()!r}"
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        async with asyncio.timeout(30):
+            await asyncio.gather(task, return_exceptions=True)
+    assert calls >= 2
+    assert await aredis.xlen(streams.stream_key(shard.shard)) == 0
