@@ -63,7 +63,11 @@ class WriterCrashed(RedisConnectionError):
 
 
 class CrashBeforeAck(StreamShard):
-    """A shard whose XACK never happens: the writer dies right after its batch committed."""
+    """A shard whose XACK never happens: the writer dies right after its batch committed, before
+    the one call that releases and acknowledges it (`settle`; `ack` too, should it be used)."""
+
+    async def settle(self, *args: Any, **kwargs: Any) -> Any:
+        raise WriterCrashed("killed after COMMIT, before XACK")
 
     async def ack(self, entry_ids: Any) -> None:
         raise WriterCrashed("killed after COMMIT, before XACK")
