@@ -28,7 +28,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from engine.adapters import backend, metrics
 from engine.errors import ExamregError, MethodNotAllowed, NotFound, Unavailable
 from engine.http import candidates, ops, staff, support
-from engine.http.gate import Gate, LoopLag, ObservabilityMiddleware, route_name
+from engine.http.gate import Gate, ObservabilityMiddleware, route_name
 from engine.http.hosts import TrustedHosts
 from engine.http.responses import api_language, problem, services
 from engine.pages import candidate as candidate_pages
@@ -93,8 +93,8 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     """The ASGI application for `settings`: the one place that lists every route."""
-    lag = LoopLag(settings.max_event_loop_lag_ms / 1000)
-    gate = Gate(settings.max_inflight_requests, lag, settings.retry_after_seconds)
+    gate = Gate.from_settings(settings)
+    lag = gate.lag
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -73,7 +73,11 @@ class Settings:
     max_backlog_per_shard: int = 200_000
     redis_memory_limit_ratio: float = 0.8
     retry_after_seconds: int = 5
-    max_inflight_requests: int = 64
+    # The API's overload gate (engine/http/gate.py): shed while the event loop's queueing delay
+    # has stayed above the target for an interval (CoDel); the lag and in-flight hard bounds.
+    gate_target_delay_ms: int = 50
+    gate_interval_ms: int = 500
+    max_inflight_requests: int = 512
     max_event_loop_lag_ms: int = 250  # 0: never shed on event-loop lag
     max_body_bytes: int = 32_768
     # Slow clients (issue 12): a request must finish its headers, then its body, in this time.
@@ -238,6 +242,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "stream_shards": (1, 1024),
     "max_backlog_per_shard": (1, 100_000_000),
     "retry_after_seconds": (1, 3600),
+    "gate_target_delay_ms": (1, 10_000),
+    "gate_interval_ms": (10, 60_000),
     "max_inflight_requests": (1, 100_000),
     "max_event_loop_lag_ms": (0, 60_000),
     "max_body_bytes": (1024, 16 * 2**20),

@@ -88,6 +88,12 @@ API_EVENT_LOOP_LAG = Gauge(
     "How late the event loop ran a 20 ms timer, last sample; the worst live API process.",
     multiprocess_mode="livemax",
 )
+API_REQUESTS_SHED = Counter(
+    "examreg_api_requests_shed_total",
+    "API requests answered 503 by the overload gate, by cause (queue_delay: the event loop's "
+    "queueing delay stood above its target; loop_lag: the hard lag bound; in_flight: the ceiling).",
+    ["cause"],
+)
 API_CPU_SECONDS = Counter(
     "examreg_api_cpu_seconds_total", "CPU time of the API worker processes, all threads."
 )
@@ -146,6 +152,8 @@ for _kind in ("candidate", "staff"):
     for _result in ("success", "failure", "throttled"):
         LOGINS.labels(_kind, _result)
 LOGINS.labels("any", "shed")
+for _cause in ("queue_delay", "loop_lag", "in_flight"):
+    API_REQUESTS_SHED.labels(_cause)
 for _outcome in ("committed", "split", "failed"):
     WRITER_BATCHES.labels(_outcome)
 for _reason in ("malformed", "rejected_by_database"):

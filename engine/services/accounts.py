@@ -76,6 +76,7 @@ async def authenticate(
         Overloaded: too many password hashes are already waiting (with Retry-After).
         InvalidCredentials: unknown account or wrong password, indistinguishably.
     """
+    svc.passwords.refuse_when_full()  # a login refused for load costs no Redis or SQL call
     attempt = await _attempt(svc, kind, login_id, address)
     account = await lookup(login_id)
     ok = await _verify(svc, attempt, account.password_hash if account else None, password)
