@@ -76,6 +76,9 @@ def redis_connections(settings: Settings) -> int:
     return settings.max_inflight_requests + logins + 32
 
 
+PREWARMED = 64  # Redis connections opened before the first request (the old in-flight limit)
+
+
 async def build_services(settings: Settings) -> Services:
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("EXAMREG_DATABASE_URL and EXAMREG_REDIS_URL must be set")
@@ -87,7 +90,9 @@ async def build_services(settings: Settings) -> Services:
     if settings.redis_check_durability:
         await streams.check_durability(client)
     await streams.load_functions(client)
-    await streams.open_connections(client, settings.max_inflight_requests)
+    # Warm a burst's worth, not the whole ceiling: with the adaptive gate the in-flight limit is
+    # a hard cap far above what a process usually holds, and the pool opens more on demand.
+    await streams.open_connections(client, min(settings.max_inflight_requests, PREWARMED))
     pool = await store.create_pool(
         settings.database_url,
         size=settings.db_pool_size,
