@@ -50,6 +50,10 @@ from engine.settings import Settings, SettingsError
 
 log = logging.getLogger("examreg")
 
+# How long an API worker lets requests under way finish after SIGTERM (uvicorn's graceful
+# shutdown); the supervisor's STOP_TIMEOUT_SECONDS outlasts it.
+API_DRAIN_SECONDS = 10
+
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
@@ -119,7 +123,7 @@ def cmd_api_worker(args: argparse.Namespace, settings: Settings) -> int:
         lifespan="on",
         access_log=False,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=API_DRAIN_SECONDS,
         server_header=False,
         # Forwarded headers are honoured in the app, and only from EXAMREG_TRUSTED_PROXIES
         # (engine.app); uvicorn's own default would trust 127.0.0.1.

@@ -22,6 +22,11 @@ from engine.adapters import metrics
 
 log = logging.getLogger("examreg.supervisor")
 
+# How long a stop waits for the children after SIGTERM before it kills them. It must outlast an
+# API worker's drain (cli.API_DRAIN_SECONDS) and a writer's EXAMREG_WRITER_SHUTDOWN_SECONDS, and
+# a deployment's grace period must outlast it (deploy/, checked by tests/unit/test_deploy.py).
+STOP_TIMEOUT_SECONDS = 15.0
+
 
 @dataclass
 class Child:
@@ -58,7 +63,7 @@ class Supervisor:
     """Starts children, restarts crashed ones, stops all on a signal."""
 
     def __init__(
-        self, children: Sequence[Child], env: dict[str, str], stop_timeout: float = 15.0
+        self, children: Sequence[Child], env: dict[str, str], stop_timeout: float = STOP_TIMEOUT_SECONDS
     ) -> None:
         self.children = list(children)
         self.env = env
