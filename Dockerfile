@@ -6,7 +6,8 @@
 # Graceful shutdown: on SIGTERM the supervisor (engine/runtime/supervisor.py) stops its workers and
 # waits up to 15 s before SIGKILL; uvicorn drains requests for up to 10 s. Docker's default stop
 # timeout is 10 s, so give the container more: `docker stop --time 20`, compose
-# `stop_grace_period: 20s`, Kubernetes `terminationGracePeriodSeconds: 20`.
+# `stop_grace_period: 20s`, Kubernetes `terminationGracePeriodSeconds: 20` (25 for the API, whose
+# preStop pause comes first: deploy/, docs/deploy.md).
 
 # -- builder: a virtualenv with the dependencies, then the package itself ----------------------
 FROM python:3.11-slim AS builder

@@ -63,7 +63,10 @@ class Supervisor:
     """Starts children, restarts crashed ones, stops all on a signal."""
 
     def __init__(
-        self, children: Sequence[Child], env: dict[str, str], stop_timeout: float = STOP_TIMEOUT_SECONDS
+        self,
+        children: Sequence[Child],
+        env: dict[str, str],
+        stop_timeout: float = STOP_TIMEOUT_SECONDS,
     ) -> None:
         self.children = list(children)
         self.env = env
