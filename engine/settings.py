@@ -119,6 +119,11 @@ class Settings:
     writer_shutdown_seconds: float = 10.0
     redis_check_durability: bool = True
     db_pool_size: int = 10
+    # asyncpg's prepared-statement cache per connection (asyncpg's default, 100). 0 behind a
+    # pooler in transaction mode without prepared-statement support (PgBouncer < 1.21, or
+    # max_prepared_statements = 0): a named statement would be looked for on another server
+    # connection (docs/deploy.md, "PgBouncer").
+    db_statement_cache_size: int = 100
     io_timeout_seconds: float = 5.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Opt-in anonymised arrival log for load-test replay: time, method, route template, status.
@@ -272,6 +277,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "writer_max_deliveries": (1, 1000),
     "writer_shutdown_seconds": (0.1, 3600),
     "db_pool_size": (1, 1000),
+    "db_statement_cache_size": (0, 10_000),
     "io_timeout_seconds": (0.1, 300),
 }
 _WHY: dict[str, str] = {

@@ -75,7 +75,12 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, *, size: int = 10, io_timeout: float = 5.0, role: str | None = None
+    dsn: str,
+    *,
+    size: int = 10,
+    io_timeout: float = 5.0,
+    role: str | None = None,
+    statement_cache_size: int = 100,
 ) -> asyncpg.Pool:
     """A pool whose connections decode jsonb and time out every command.
 
@@ -86,6 +91,11 @@ async def create_pool(
     All `size` connections are opened at once, not on demand: opening one (TCP, startup, the
     jsonb codec's type lookup) costs several round trips, and a pool that grew from one
     connection during a burst made the burst's first requests wait for them.
+
+    `statement_cache_size` 0 makes every statement unnamed, as a pooler in transaction mode
+    needs when it cannot carry named prepared statements across its server connections
+    (PgBouncer before 1.21); behind such a pooler the role must come from the login role's own
+    default (`ALTER ROLE … SET role`), as PgBouncer refuses a `role` startup parameter.
     """
     pool = await asyncpg.create_pool(
         dsn,
@@ -96,6 +106,7 @@ async def create_pool(
         init=_init_connection,
         reset=_no_reset,
         server_settings={"role": role} if role else None,
+        statement_cache_size=statement_cache_size,
     )
     assert pool is not None
     return pool

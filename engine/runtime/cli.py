@@ -341,7 +341,12 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> reconciliation.SweepResult:
         client = streams.connect(redis_url, timeout=settings.io_timeout_seconds)
         try:
-            pool = await store.create_pool(dsn, size=1, io_timeout=settings.io_timeout_seconds)
+            pool = await store.create_pool(
+                dsn,
+                size=1,
+                io_timeout=settings.io_timeout_seconds,
+                statement_cache_size=settings.db_statement_cache_size,
+            )
             try:
                 shards = range(settings.stream_shards)
                 return await reconciliation.release_persisted_markers(client, pool, shards)

@@ -257,6 +257,7 @@ async def main(settings: Settings, process_index: int, processes: int) -> int:
         size=max(2, settings.stream_shards),
         io_timeout=settings.io_timeout_seconds,
         role=settings.service_role,
+        statement_cache_size=settings.db_statement_cache_size,
     )
     # A stable consumer name per slot: a restarted writer finds its own pending entries again.
     consumer = f"{socket.gethostname()}-w{process_index}"

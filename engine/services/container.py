@@ -98,6 +98,7 @@ async def build_services(settings: Settings) -> Services:
         size=settings.db_pool_size,
         io_timeout=settings.io_timeout_seconds,
         role=settings.service_role,
+        statement_cache_size=settings.db_statement_cache_size,
     )
     catalog, body, etag = await _load_reference(pool)
     sampler = telemetry.Sampler(client, settings, pool=pool)
