@@ -21,6 +21,7 @@ import copy
 import json
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ import jsonschema
 import kubernetes_validate
 import yaml
 from referencing import Registry, Resource
+
+from engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -78,6 +81,13 @@ REDIS_STREAMS_METADATA = frozenset(
         "activationLagCount",
     }
 )
+
+
+def settings_names() -> set[str]:
+    """Every EXAMREG_* variable engine/settings.py reads: one per field, plus the window's."""
+    source = (ROOT / "engine" / "settings.py").read_text(encoding="utf-8")
+    names = {f"EXAMREG_{f.name.upper()}" for f in fields(Settings) if f.name != "window"}
+    return names | set(re.findall(r"EXAMREG_[A-Z_]+[A-Z]", source))
 
 
 def k8s_documents() -> list[tuple[Path, dict[str, Any]]]:

@@ -24,7 +24,6 @@ from engine.settings import load
 from tests import deploy_files
 from tests.deploy_files import compose_document, compose_variables, validate_compose
 from tests.prometheus_bin import run_promtool
-from tests.unit.deploy.test_k8s import _settings_names
 
 ROOT = deploy_files.ROOT
 DASHBOARDS = ROOT / "dashboards"
@@ -101,7 +100,7 @@ def test_every_secret_is_required_from_the_environment() -> None:
 
 
 def test_examreg_variables_are_settings_and_load(compose: dict[str, Any]) -> None:
-    known = _settings_names()
+    known = deploy_files.settings_names()
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for name in ("migrate", "api", "writer"):
         env = compose["services"][name]["environment"]

@@ -12,7 +12,6 @@ import copy
 import hashlib
 import math
 import re
-from dataclasses import fields
 from typing import Any
 
 import jsonschema
@@ -23,7 +22,7 @@ from engine.adapters import streams
 from engine.app import create_app
 from engine.runtime.cli import API_DRAIN_SECONDS, build_parser
 from engine.runtime.supervisor import STOP_TIMEOUT_SECONDS
-from engine.settings import Settings, load
+from engine.settings import load
 from tests import deploy_files
 from tests.deploy_files import K8S_VERSIONS, k8s_documents, k8s_object, validate_k8s
 
@@ -42,13 +41,6 @@ def _container(deployment: dict[str, Any]) -> dict[str, Any]:
 
 def _config() -> dict[str, str]:
     return k8s_object("ConfigMap", "examreg-config")["data"]  # type: ignore[no-any-return]
-
-
-def _settings_names() -> set[str]:
-    """Every EXAMREG_* variable engine/settings.py reads."""
-    source = (ROOT / "engine" / "settings.py").read_text(encoding="utf-8")
-    names = {f"EXAMREG_{f.name.upper()}" for f in fields(Settings) if f.name != "window"}
-    return names | set(re.findall(r"EXAMREG_[A-Z_]+[A-Z]", source))
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -166,7 +158,7 @@ def _env_names(container: dict[str, Any]) -> set[str]:
 
 
 def test_every_variable_is_one_settings_reads_and_the_values_load() -> None:
-    known = _settings_names()
+    known = deploy_files.settings_names()
     used = set(_config())
     for _, doc in k8s_documents():
         for node in deploy_files.walk(doc):
