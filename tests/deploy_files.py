@@ -219,3 +219,10 @@ def walk(node: Any) -> Iterator[Any]:
     children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
     for child in children:
         yield from walk(child)
+
+
+def image_metrics_dir() -> str:
+    """PROMETHEUS_MULTIPROC_DIR as the Dockerfile's ENV sets it."""
+    found = re.search(r"PROMETHEUS_MULTIPROC_DIR=(\S+)", (ROOT / "Dockerfile").read_text())
+    assert found, "the Dockerfile sets no PROMETHEUS_MULTIPROC_DIR"
+    return found[1]

@@ -179,3 +179,13 @@ def test_promtool_accepts_the_compose_prometheus_config(tmp_path: Path) -> None:
     shutil.copy(DASHBOARDS / "prometheus" / "rules.yml", tmp_path / "rules.yml")
     result = run_promtool("check", "config", str(tmp_path / "prometheus.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_writable_directories_exist_before_the_process_starts(
+    compose: dict[str, Any],
+) -> None:
+    for name in ("migrate", "api", "writer"):
+        service = compose["services"][name]
+        assert service["read_only"] is True
+        mounts = {entry.split(":")[0] for entry in service["tmpfs"]}
+        assert {"/tmp", deploy_files.image_metrics_dir()} <= mounts, name

@@ -328,3 +328,21 @@ def test_the_vendored_schemas_are_the_ones_their_provenance_names() -> None:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         relative = path.relative_to(deploy_files.SCHEMAS).as_posix()
         assert re.search(rf"`{re.escape(relative)}` .*`{digest}`", table), relative
+
+
+def test_the_writable_directories_exist_before_the_process_starts() -> None:
+    """The root filesystem is read-only, and prometheus-client opens its files in
+    PROMETHEUS_MULTIPROC_DIR at import: that directory must be a mount, not made later."""
+    data_dir = _config()["EXAMREG_DATA_DIR"]
+    for kind, name in (
+        ("Deployment", "examreg-api"),
+        ("Deployment", "examreg-writer"),
+        ("Job", "examreg-migrate"),
+    ):
+        pod = k8s_object(kind, name)["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert {data_dir, deploy_files.image_metrics_dir()} <= mounts, (name, mounts)
+        volumes = {v["name"] for v in pod["volumes"]}
+        assert {m["name"] for m in container["volumeMounts"]} <= volumes, name
