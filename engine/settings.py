@@ -117,6 +117,9 @@ class Settings:
     writer_claim_idle_ms: int = 30_000
     writer_max_deliveries: int = 5
     writer_shutdown_seconds: float = 10.0
+    # `examreg writer` serves its process tree's metrics on this port (0: not served), for writers
+    # that do not share an API's metrics directory (their own container or pod).
+    writer_metrics_port: int = 0
     redis_check_durability: bool = True
     db_pool_size: int = 10
     # asyncpg's prepared-statement cache per connection (asyncpg's default, 100). 0 behind a
@@ -276,6 +279,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "writer_claim_idle_ms": (100, 86_400_000),
     "writer_max_deliveries": (1, 1000),
     "writer_shutdown_seconds": (0.1, 3600),
+    "writer_metrics_port": (0, 65535),
     "db_pool_size": (1, 1000),
     "db_statement_cache_size": (0, 10_000),
     "io_timeout_seconds": (0.1, 300),

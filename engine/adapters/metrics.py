@@ -10,7 +10,10 @@ dead workers stay, so counters never go backwards when a worker restarts.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -233,6 +236,34 @@ def render(extra: Collector | None = None) -> tuple[bytes, str]:
     if extra is not None:
         registry.register(extra)
     return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def serve_directory(path: Path, host: str, port: int) -> ThreadingHTTPServer:
+    """Serve `GET /metrics` on a daemon thread: the sum of every process writing its files to
+    `path` (multiprocess mode). For a process tree without an API, the writers' supervisor, so
+    a scraper reaches the writers' own counters. Raises OSError if the port cannot be bound."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?", 1)[0] != "/metrics":
+                self.send_error(404)
+                return
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=str(path))  # type: ignore[no-untyped-call]
+            body = generate_latest(registry)
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """No access log: a scrape every 15 s is not news."""
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server
 
 
 def _merged(source: CollectorRegistry) -> CollectorRegistry:

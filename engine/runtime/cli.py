@@ -24,7 +24,7 @@ import uvicorn
 import uvloop
 
 from engine import settings as settings_module
-from engine.adapters import backend, store, streams, telemetry
+from engine.adapters import backend, metrics, store, streams, telemetry
 from engine.adapters.embedded import EmbeddedServices, ServiceError
 from engine.adapters.passwords import make_hasher
 from engine.adapters.sessions import SessionStore
@@ -107,7 +107,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_writer(args: argparse.Namespace, settings: Settings) -> int:
     require_urls(settings)
-    return supervise(children(None, 0, args.processes), child_env(settings, settings.data_dir))
+    env = child_env(settings, settings.data_dir)
+    if settings.writer_metrics_port:
+        try:
+            # All interfaces: the scraper reaches a writer's container or pod by its address.
+            every_interface = "0.0.0.0"  # noqa: S104
+            metrics.serve_directory(
+                Path(env["PROMETHEUS_MULTIPROC_DIR"]), every_interface, settings.writer_metrics_port
+            )
+        except OSError as exc:
+            raise UsageError(
+                f"cannot serve metrics on port {settings.writer_metrics_port}: {exc.strerror}"
+            ) from exc
+    return supervise(children(None, 0, args.processes), env)
 
 
 def cmd_api_worker(args: argparse.Namespace, settings: Settings) -> int:

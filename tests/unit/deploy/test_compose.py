@@ -139,6 +139,16 @@ def test_prometheus_keeps_the_reference_rules_and_labels(compose: dict[str, Any]
     job = ours["scrape_configs"][0]
     assert job["job_name"] == reference["scrape_configs"][0]["job_name"]
     assert job["dns_sd_configs"][0]["names"] == ["api"] and job["dns_sd_configs"][0]["port"] == 8000
+    writers = ours["scrape_configs"][1]
+    assert writers["job_name"] == "examreg-writer"
+    port = load(compose["services"]["writer"]["environment"]).writer_metrics_port
+    assert writers["dns_sd_configs"][0] == {
+        "names": ["writer"],
+        "type": "A",
+        "port": port,
+        "refresh_interval": "30s",
+    }
+    assert port and not load(compose["services"]["api"]["environment"]).writer_metrics_port
     mounts = _mounts(compose["services"]["prometheus"])
     assert mounts["/etc/prometheus/prometheus.yml"] == "./prometheus.yml"
     for rule_file in ours["rule_files"]:

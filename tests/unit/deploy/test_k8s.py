@@ -346,3 +346,20 @@ def test_the_writable_directories_exist_before_the_process_starts() -> None:
         assert {data_dir, deploy_files.image_metrics_dir()} <= mounts, (name, mounts)
         volumes = {v["name"] for v in pod["volumes"]}
         assert {m["name"] for m in container["volumeMounts"]} <= volumes, name
+
+
+def test_both_pods_are_scraped_on_the_port_that_serves_their_metrics() -> None:
+    for name, port_name in (("examreg-api", "http"), ("examreg-writer", "metrics")):
+        template = k8s_object("Deployment", name)["spec"]["template"]
+        notes = template["metadata"]["annotations"]
+        container = template["spec"]["containers"][0]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert notes["prometheus.io/scrape"] == "true" and notes["prometheus.io/path"] == "/metrics"
+        assert int(notes["prometheus.io/port"]) == ports[port_name], name
+    writer = _container(k8s_object("Deployment", "examreg-writer"))
+    env = {e["name"]: e.get("value") for e in writer["env"]}
+    served = load({**_config(), **{k: v for k, v in env.items() if v is not None}})
+    assert (
+        served.writer_metrics_port
+        == {p["name"]: p["containerPort"] for p in writer["ports"]}["metrics"]
+    )
