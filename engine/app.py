@@ -102,6 +102,7 @@ def create_app(settings: Settings) -> Starlette:
         svc._tasks.append(asyncio.create_task(watch_memory(svc)))
         svc._tasks.append(asyncio.create_task(lag.run()))
         svc._tasks.append(asyncio.create_task(svc.sampler.run()))
+        svc._tasks.append(asyncio.create_task(svc.calendar.run()))
         metrics.API_PROCESSES.set(1)
         metrics.LOGIN_HASH_SLOTS.set(settings.login_concurrency)
         metrics.LOGIN_HASH_LIMIT.set(settings.login_queue_limit)

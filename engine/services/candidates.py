@@ -11,21 +11,22 @@ forever); the candidate's roster profile; and their account lookup and password 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from engine.adapters import dead_letters, metrics, store, streams
 from engine.adapters.sessions import Session
 from engine.adapters.streams import Receipt
+from engine.domain.calendar import CandidateWindow
 from engine.domain.registration import CandidateContext, validate_registration
 from engine.errors import (
     ExamregError,
     Overloaded,
     PasswordChangeRequired,
     Unauthenticated,
-    WindowClosed,
 )
 from engine.services.accounts import Account, NewSession, new_password_hash, replace_sessions
+from engine.services import window
 from engine.services.container import Services
 from engine.settings import VIETNAM
 
@@ -52,7 +53,9 @@ async def candidate_account(svc: Services, login_id: str) -> Account | None:
     record = await store.candidate_login(svc.pool, login_id)
     if record is None:
         return None
-    return Account(record.candidate_id, record.password_hash, record.must_change_password)
+    return Account(
+        record.candidate_id, record.password_hash, record.must_change_password, unit=record.unit
+    )
 
 
 async def change_password(
@@ -103,11 +106,20 @@ async def profile(svc: Services, candidate_id: int) -> dict[str, Any]:
     return profile
 
 
-def open_phase(svc: Services) -> str:
-    phase = svc.settings.window.phase(datetime.now(UTC))
-    if phase not in ("trial", "official"):
-        raise WindowClosed(extra={"phase": phase})
-    return phase
+async def open_window(svc: Services, session: Session) -> CandidateWindow:
+    """The candidate's window (their unit's, a reopen's), if it is open now.
+
+    Raises:
+        WindowClosed: before the trial or the official window, or after its close (409).
+    """
+    cw = await window.candidate_window(svc.calendar, svc.pool, session)
+    window.refuse_unless_open(cw)
+    return cw
+
+
+def _deadline_ms(cw: CandidateWindow) -> int:
+    deadline = cw.deadline
+    return 0 if deadline is None else int(deadline.timestamp() * 1000)
 
 
 def valid_idempotency_key(key: str) -> bool:
@@ -123,7 +135,7 @@ async def submit(svc: Services, session: Session, key: str, body: Any) -> Receip
     """
     try:
         await require_password_changed(svc, session)
-        phase = open_phase(svc)
+        cw = await open_window(svc, session)
         # The session holds the roster's national ID, so the hot path needs no roster query.
         context = CandidateContext(national_id=session.login, today=datetime.now(VIETNAM).date())
         form = validate_registration(body, context, svc.catalog)
@@ -137,7 +149,10 @@ async def submit(svc: Services, session: Session, key: str, body: Any) -> Receip
                 shard=svc.settings.shard_of(session.subject),
                 idempotency_key=key,
                 form=form,
-                phase="trial" if phase == "trial" else "official",
+                phase="trial" if cw.phase == "trial" else "official",
+                # Redis judges this instant in the enqueue itself: a request that passed the
+                # check above a moment before the close is still refused after it (the lock).
+                deadline_ms=_deadline_ms(cw),
             )
         )
     except ExamregError as exc:
