@@ -27,7 +27,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from engine.adapters import backend, metrics
 from engine.errors import ExamregError, MethodNotAllowed, NotFound, Unavailable
-from engine.http import candidates, ops, staff, support
+from engine.http import candidates, ops, staff, support, window
 from engine.http.gate import Gate, ObservabilityMiddleware, route_name
 from engine.http.hosts import TrustedHosts
 from engine.http.responses import api_language, problem, services
@@ -115,6 +115,7 @@ def create_app(settings: Settings) -> Starlette:
 
     routes = [
         *ops.routes,
+        *window.routes,
         *candidates.routes,
         *candidate_pages.routes,
         Mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static"),

@@ -17,9 +17,9 @@ import asyncpg
 from engine.adapters.store import Connection
 from engine.domain.calendar import Entry, Kind, Reopen, Unit
 
-_REOPEN_COLUMNS = (
-    "reopen_id, provinces, units, candidate_ids, until, reason, created_at, created_by,"
-    " closed_at, closed_by, close_reason"
+_SELECT_REOPENS = (
+    "SELECT reopen_id, provinces, units, candidate_ids, until, reason, created_at, created_by,"
+    " closed_at, closed_by, close_reason FROM window_reopens"
 )
 
 
@@ -65,23 +65,18 @@ async def reopens(
 ) -> list[Reopen]:
     """Every reopen, newest first; with `since`, only those still open or ending after it."""
     if since is None:
-        rows = await conn.fetch(
-            f"SELECT {_REOPEN_COLUMNS} FROM window_reopens ORDER BY reopen_id DESC"
-        )
+        rows = await conn.fetch(_SELECT_REOPENS + " ORDER BY reopen_id DESC")
     else:
         rows = await conn.fetch(
-            f"SELECT {_REOPEN_COLUMNS} FROM window_reopens"
-            " WHERE closed_at IS NULL OR until > $1 ORDER BY reopen_id DESC",
+            _SELECT_REOPENS + " WHERE closed_at IS NULL OR until > $1 ORDER BY reopen_id DESC",
             since,
         )
     return [_reopen(r) for r in rows]
 
 
-async def reopen(conn: Connection, reopen_id: int, *, for_update: bool = False) -> Reopen | None:
-    lock = " FOR UPDATE" if for_update else ""
-    row = await conn.fetchrow(
-        f"SELECT {_REOPEN_COLUMNS} FROM window_reopens WHERE reopen_id = $1{lock}", reopen_id
-    )
+async def reopen_for_update(conn: Connection, reopen_id: int) -> Reopen | None:
+    """One reopen, its row locked until the transaction ends (closing it is a read-then-write)."""
+    row = await conn.fetchrow(_SELECT_REOPENS + " WHERE reopen_id = $1 FOR UPDATE", reopen_id)
     return None if row is None else _reopen(row)
 
 
@@ -131,7 +126,9 @@ async def insert_reopen(
 ) -> Reopen:
     row = await conn.fetchrow(
         "INSERT INTO window_reopens (provinces, units, candidate_ids, until, reason, created_by)"
-        f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_REOPEN_COLUMNS}",
+        " VALUES ($1, $2, $3, $4, $5, $6)"
+        " RETURNING reopen_id, provinces, units, candidate_ids, until, reason, created_at,"
+        " created_by, closed_at, closed_by, close_reason",
         list(provinces),
         list(units),
         list(candidates),
@@ -146,7 +143,9 @@ async def insert_reopen(
 async def close_reopen(conn: Connection, reopen_id: int, actor: str, reason: str) -> Reopen:
     row = await conn.fetchrow(
         "UPDATE window_reopens SET closed_at = now(), closed_by = $2, close_reason = $3"
-        f" WHERE reopen_id = $1 RETURNING {_REOPEN_COLUMNS}",
+        " WHERE reopen_id = $1"
+        " RETURNING reopen_id, provinces, units, candidate_ids, until, reason, created_at,"
+        " created_by, closed_at, closed_by, close_reason",
         reopen_id,
         actor,
         reason,
@@ -196,9 +195,7 @@ async def accepted_by_province(conn: Connection, until: datetime | None) -> list
         " GROUP BY c.province_code ORDER BY c.province_code",
         until,
     )
-    return [
-        {**dict(r), "last_accepted_at": r["last_accepted_at"].isoformat()} for r in rows
-    ]
+    return [{**dict(r), "last_accepted_at": r["last_accepted_at"].isoformat()} for r in rows]
 
 
 async def versions_since(conn: Connection, since: datetime) -> int:

@@ -158,9 +158,13 @@ class Calendar:
         chosen: Reopen | None = None
         if closes is not None:
             for reopen in self.reopens:
-                if reopen.closed_at is None and reopen.covers(candidate_id, unit):
-                    if reopen.until > closes and (chosen is None or reopen.until > chosen.until):
-                        chosen = reopen
+                if (
+                    reopen.closed_at is None
+                    and reopen.covers(candidate_id, unit)
+                    and reopen.until > closes
+                    and (chosen is None or reopen.until > chosen.until)
+                ):
+                    chosen = reopen
         if chosen is not None:
             closes = chosen.until
         window = replace(window, closes_at=closes)

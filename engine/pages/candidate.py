@@ -103,7 +103,10 @@ async def index(request: Request) -> Response:
 async def _signed_in(request: Request) -> SignedIn:
     svc, session, profile = await require(request, forced_ok=True)
     return SignedIn(
-        svc, session, bool(profile["must_change_password"]), {"window": window_info(svc, session, profile)}
+        svc,
+        session,
+        bool(profile["must_change_password"]),
+        {"window": window_info(svc, session, profile)},
     )
 
 

@@ -25,8 +25,8 @@ from engine.errors import (
     PasswordChangeRequired,
     Unauthenticated,
 )
-from engine.services.accounts import Account, NewSession, new_password_hash, replace_sessions
 from engine.services import window
+from engine.services.accounts import Account, NewSession, new_password_hash, replace_sessions
 from engine.services.container import Services
 from engine.settings import VIETNAM
 

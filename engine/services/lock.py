@@ -83,8 +83,10 @@ def render(body: dict[str, Any]) -> str:
         )
     q = body["queued"]
     lines.append(f"after lock   {body['stored_after_lock']:,} versions (reopened candidates)")
-    lines.append(f"queued       {q['entries']:,} entries still in the streams, "
-                 f"{q['dead_letters']:,} dead-lettered")
+    lines.append(
+        f"queued       {q['entries']:,} entries still in the streams, "
+        f"{q['dead_letters']:,} dead-lettered"
+    )
     lines.append(f"reopens      {body['open_reopens']} open")
     lines.append(
         "final        yes: everything accepted is in PostgreSQL"

@@ -259,9 +259,7 @@ def _unknown(field: str, what: str) -> FieldError:
         "unit": ("đơn vị đăng ký (trường)", "registration unit (school)"),
         "candidate": ("thí sinh", "candidate"),
     }[what]
-    return _error(
-        field, f"unknown_{what}", f"Không có {names[0]} này.", f"No such {names[1]}."
-    )
+    return _error(field, f"unknown_{what}", f"Không có {names[0]} này.", f"No such {names[1]}.")
 
 
 def _check_span(
@@ -287,16 +285,21 @@ def _check_span(
                 "The window must close after it opens.",
             )
         )
-    if kind == "official" and scope != "national" and lock is not None and closes is not None:
-        if closes > lock:
-            errors.append(
-                _error(
-                    "closes_at",
-                    "after_lock",
-                    "Không đóng muộn hơn hạn chót toàn quốc (thời điểm khóa); hãy dùng mở lại.",
-                    "Cannot close after the national close (the lock); use a reopen instead.",
-                )
+    if (
+        kind == "official"
+        and scope != "national"
+        and lock is not None
+        and closes is not None
+        and closes > lock
+    ):
+        errors.append(
+            _error(
+                "closes_at",
+                "after_lock",
+                "Không đóng muộn hơn hạn chót toàn quốc (thời điểm khóa); hãy dùng mở lại.",
+                "Cannot close after the national close (the lock); use a reopen instead.",
             )
+        )
 
 
 # -- the changes -----------------------------------------------------------------------------------
@@ -379,7 +382,13 @@ async def clear_window(
         province, school = await _scope_codes(conn, body, scope, errors)
         if errors:
             raise InvalidRequest(errors=tuple(errors))
-        key = "" if scope == "national" else province if scope == "province" else f"{province}-{school}"
+        key = (
+            ""
+            if scope == "national"
+            else province
+            if scope == "province"
+            else f"{province}-{school}"
+        )
         before = await calendar_store.entry(conn, str(key), kind)  # type: ignore[arg-type]
         if before is None:
             raise NotFound()
@@ -406,9 +415,10 @@ def reopen_json(reopen: Reopen, now: datetime) -> dict[str, Any]:
     }
 
 
-def _targets(body: Mapping[str, Any], errors: list[FieldError]) -> tuple[list[str], ...]:
-    """The three lists of a reopen, each a list of codes (candidate IDs as text)."""
-    lists: list[list[str]] = []
+def _targets(body: Mapping[str, Any], errors: list[FieldError]) -> tuple[dict[str, int], ...]:
+    """The three lists of a reopen: each well-formed code (candidate IDs as text) with its first
+    position in the request, for the field path of an error about it."""
+    lists: list[dict[str, int]] = []
     for name, pattern in (("provinces", _PROVINCE), ("units", _UNIT), ("candidates", None)):
         raw = body.get(name) or []
         if not isinstance(raw, list) or len(raw) > TARGETS_MAX:
@@ -420,17 +430,19 @@ def _targets(body: Mapping[str, Any], errors: list[FieldError]) -> tuple[list[st
                     f"Expected a list of at most {TARGETS_MAX} items.",
                 )
             )
-            lists.append([])
+            lists.append({})
             continue
-        good: list[str] = []
+        good: dict[str, int] = {}
         for i, item in enumerate(raw):
             text = str(item) if isinstance(item, (str, int)) and not isinstance(item, bool) else ""
             ok = pattern.fullmatch(text) if pattern else text.isascii() and text.isdigit()
             if not ok or len(text) > 18:
-                errors.append(_error(f"{name}.{i}", "invalid_code", "Mã không hợp lệ.", "Bad code."))
+                errors.append(
+                    _error(f"{name}.{i}", "invalid_code", "Mã không hợp lệ.", "Bad code.")
+                )
             else:
-                good.append(text)
-        lists.append(sorted(set(good)))
+                good.setdefault(text, i)
+        lists.append(good)
     return lists[0], lists[1], lists[2]
 
 
@@ -447,16 +459,17 @@ async def create_reopen(
     until = _instant(body, "until", True, errors)
     reason = _reason(body, errors)
     now = datetime.now(UTC)
-    if "until" not in {e.field for e in errors}:
-        if until is None or not now < until <= now + REOPEN_LONGEST:
-            errors.append(
-                _error(
-                    "until",
-                    "out_of_range",
-                    "Cần một thời điểm trong tương lai, tối đa 31 ngày tới.",
-                    "Expected an instant in the future, at most 31 days ahead.",
-                )
+    if "until" not in {e.field for e in errors} and (
+        until is None or not now < until <= now + REOPEN_LONGEST
+    ):
+        errors.append(
+            _error(
+                "until",
+                "out_of_range",
+                "Cần một thời điểm trong tương lai, tối đa 31 ngày tới.",
+                "Expected an instant in the future, at most 31 days ahead.",
             )
+        )
     if not errors and not (provinces or units or candidate_text):
         errors.append(
             _error(
@@ -466,34 +479,36 @@ async def create_reopen(
                 "Name at least one province, unit or candidate.",
             )
         )
-    candidates = [int(c) for c in candidate_text]
+    candidates = sorted(int(c) for c in candidate_text)
     async with pool.acquire() as conn, conn.transaction():
         known = (
-            await calendar_store.known_provinces(conn, provinces),
-            await calendar_store.known_units(conn, units),
-            await calendar_store.known_candidates(conn, candidates),
+            await calendar_store.known_provinces(conn, sorted(provinces)),
+            await calendar_store.known_units(conn, sorted(units)),
+            {str(c) for c in await calendar_store.known_candidates(conn, candidates)},
         )
         for name, what, values, found in (
             ("provinces", "province", provinces, known[0]),
             ("units", "unit", units, known[1]),
-            ("candidates", "candidate", candidates, known[2]),
+            ("candidates", "candidate", candidate_text, known[2]),
         ):
-            for value in values:
-                if value not in found:
-                    errors.append(_unknown(f"{name}.{list(values).index(value)}", what))
+            errors.extend(
+                _unknown(f"{name}.{at}", what) for value, at in values.items() if value not in found
+            )
         if errors:
             raise InvalidRequest(errors=tuple(errors))
         assert until is not None
         reopen = await calendar_store.insert_reopen(
             conn,
-            provinces=provinces,
-            units=units,
+            provinces=sorted(provinces),
+            units=sorted(units),
             candidates=candidates,
             until=until,
             reason=reason,
             actor=actor.name,
         )
-        await audit_change(conn, actor, "reopen_create", reason, {"reopen": reopen_json(reopen, now)})
+        await audit_change(
+            conn, actor, "reopen_create", reason, {"reopen": reopen_json(reopen, now)}
+        )
     await cache.refresh()
     return {"reopen": reopen_json(reopen, now)}
 
@@ -512,14 +527,18 @@ async def close_reopen(
         raise InvalidRequest(errors=tuple(errors))
     now = datetime.now(UTC)
     async with pool.acquire() as conn, conn.transaction():
-        current = await calendar_store.reopen(conn, reopen_id, for_update=True)
+        current = await calendar_store.reopen_for_update(conn, reopen_id)
         if current is None:
             raise NotFound()
         if not current.active(now):
             raise ReopenClosed(extra={"reopen": reopen_json(current, now)})
         closed = await calendar_store.close_reopen(conn, reopen_id, actor.name, reason)
         await audit_change(
-            conn, actor, "reopen_close", reason, {"reopen_id": reopen_id, "until": _iso(current.until)}
+            conn,
+            actor,
+            "reopen_close",
+            reason,
+            {"reopen_id": reopen_id, "until": _iso(current.until)},
         )
     await cache.refresh()
     return {"reopen": reopen_json(closed, now)}

@@ -82,6 +82,14 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "422",
 checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "413", "415", "422", "429"]
 
 [[operations]]
+include-path-regex = "^/api/v1/ops/(window|reopens)"
+# Codes must exist in the reference data or the roster, instants parse and agree (opens before
+# closes, a reopen ends within 31 days, a unit closes by the lock); closing twice is a 409.
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "401", "403", "404", "409", "422", "429",
+]
+
+[[operations]]
 include-path = "/api/v1/support/audit"
 # Instants are ISO 8601 (Python's reading of it), free text holds no control characters.
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "422", "429"]
