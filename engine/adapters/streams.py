@@ -164,6 +164,11 @@ class Receipt:
         }
 
 
+async def key_accepted(client: aioredis.Redis, shard: int, candidate_id: int, key: str) -> bool:
+    """Whether this Idempotency-Key of the candidate was accepted (its record is still kept)."""
+    return bool(await client.exists(idempotency_key(shard, candidate_id, key)))
+
+
 def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 

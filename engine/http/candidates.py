@@ -95,7 +95,7 @@ async def submit_registration(request: Request) -> Response:
     session = await candidate_session(request)
     try:
         key = _idempotency_key(request)
-        await candidates.open_window(svc, session)  # a closed window refuses before the body
+        await candidates.open_window(svc, session, key)  # a closed window: before the body
         body = await read_json(request, svc.settings.max_body_bytes)
         admit(request)  # logged in, body complete: now it is work under way
     except ExamregError as exc:

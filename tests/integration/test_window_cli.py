@@ -53,7 +53,10 @@ def test_the_commands_set_reopen_list_close_and_report(
         )
         == 0
     )
-    assert "set: province trial 2026-04-14T17:00:00+00:00 → 2026-04-18T10:00:00+00:00" in capsys.readouterr().out
+    assert (
+        "set: province trial 2026-04-14T17:00:00+00:00 → 2026-04-18T10:00:00+00:00"
+        in capsys.readouterr().out
+    )
     assert main(["window", "show"]) == 0
     shown = capsys.readouterr().out
     assert "province  " + roster[0]["province_code"] in shown and "1 open" in shown
