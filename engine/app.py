@@ -32,7 +32,7 @@ from engine.http.gate import Gate, ObservabilityMiddleware, route_name
 from engine.http.hosts import TrustedHosts
 from engine.http.responses import api_language, problem, services
 from engine.pages import candidate as candidate_pages
-from engine.pages import page
+from engine.pages import page, window_console
 from engine.pages import support as support_pages
 from engine.services.container import build_services, close_services, watch_memory
 from engine.settings import Settings
@@ -122,6 +122,7 @@ def create_app(settings: Settings) -> Starlette:
         *staff.routes,
         *support.routes,
         *support_pages.routes,
+        *window_console.routes,
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         ExamregError: _on_examreg_error,
