@@ -88,10 +88,13 @@ def render(body: dict[str, Any]) -> str:
         f"{q['dead_letters']:,} dead-lettered"
     )
     lines.append(f"reopens      {body['open_reopens']} open")
-    lines.append(
-        "final        yes: everything accepted is in PostgreSQL"
-        if body["final"]
-        else "final        no: "
-        + ("the lock has not passed" if not body["locked"] else "the writers are still draining")
-    )
+    if body["final"]:
+        verdict = "yes: everything accepted before the lock is in PostgreSQL"
+    elif not body["locked"]:
+        verdict = "no: the lock has not passed"
+    elif q["entries"]:
+        verdict = "no: the writers are still draining"
+    else:
+        verdict = "no: dead letters wait for a replay (examreg dead-letters list)"
+    lines.append(f"final        {verdict}")
     return "\n".join(lines)
