@@ -69,7 +69,7 @@ class CalendarCache:
 
     def __init__(self, pool: backend.Pool, env: Window, ttl: float) -> None:
         self._pool = pool
-        self._env = env
+        self.env = env  # the environment's window: the national default
         self.ttl = ttl
         self._calendar = Calendar.build(env, (), ())
         self.loaded_at = 0.0  # monotonic; 0: never loaded
@@ -82,7 +82,7 @@ class CalendarCache:
         # Reopens that ended more than a day ago no longer change anyone's window.
         since = datetime.now(UTC) - timedelta(days=1)
         reopens = await calendar_store.reopens(self._pool, since=since)
-        self._calendar = Calendar.build(self._env, entries, reopens)
+        self._calendar = Calendar.build(self.env, entries, reopens)
         self.loaded_at = time.monotonic()
         return self._calendar
 
@@ -180,7 +180,10 @@ def _instant(
     try:
         if not isinstance(raw, str):
             raise ValueError("not a string")
-        return parse_instant(raw, deadline=deadline)
+        value = parse_instant(raw, deadline=deadline)
+        if not 2000 <= value.year <= 2100:  # nor anything PostgreSQL's range would overflow
+            raise ValueError("out of range")
+        return value
     except ValueError:
         errors.append(
             _error(
@@ -351,11 +354,12 @@ async def set_window(
     reason = _reason(body, errors)
     async with pool.acquire() as conn, conn.transaction():
         province, school = await _scope_codes(conn, body, scope, errors)
-        lock = cache.current().national.closes_at
+        national = await calendar_store.entry(conn, "", "official")  # the lock, as stored now
+        lock = national.closes_at if national is not None else cache.env.closes_at
         _check_span(kind, scope, opens, closes, lock, errors)
         if errors:
             raise InvalidRequest(errors=tuple(errors))
-        new = Entry(scope, kind, opens, closes, province, school)  # type: ignore[arg-type]
+        new = Entry(scope_of(scope), kind_of(kind), opens, closes, province, school)
         before = await calendar_store.entry(conn, new.key, new.kind)
         await calendar_store.put_entry(conn, new, actor.name)
         after = await calendar_store.entry(conn, new.key, new.kind)
@@ -382,14 +386,8 @@ async def clear_window(
         province, school = await _scope_codes(conn, body, scope, errors)
         if errors:
             raise InvalidRequest(errors=tuple(errors))
-        key = (
-            ""
-            if scope == "national"
-            else province
-            if scope == "province"
-            else f"{province}-{school}"
-        )
-        before = await calendar_store.entry(conn, str(key), kind)  # type: ignore[arg-type]
+        key = Entry(scope_of(scope), kind_of(kind), None, None, province, school).key
+        before = await calendar_store.entry(conn, key, kind_of(kind))
         if before is None:
             raise NotFound()
         await calendar_store.delete_entry(conn, before.key, before.kind)
