@@ -116,6 +116,9 @@ class Calendar:
     national: Window = field(default_factory=Window)
     entries: Mapping[tuple[str, Kind], Entry] = field(default_factory=dict)
     reopens: tuple[Reopen, ...] = ()
+    # The latest reopen not closed early, per candidate, unit and province: a submission looks
+    # up three keys instead of scanning every reopen (built once per reload, read per request).
+    _latest: Mapping[int | str, Reopen] = field(default_factory=dict)
 
     @classmethod
     def build(cls, env: Window, entries: Iterable[Entry], reopens: Iterable[Reopen]) -> Calendar:
@@ -130,7 +133,18 @@ class Calendar:
         official = by_key.get(("", "official"))
         if official is not None:
             national = replace(national, opens_at=official.opens_at, closes_at=official.closes_at)
-        return cls(national, by_key, tuple(reopens))
+        kept = tuple(reopens)
+        latest: dict[int | str, Reopen] = {}
+        for reopen in kept:
+            if reopen.closed_at is not None:
+                continue
+            # Provinces as "PP", units as "PP-SSS", candidates as ints: the keys never collide.
+            targets: list[int | str] = [*reopen.provinces, *reopen.units, *reopen.candidates]
+            for target in targets:
+                known = latest.get(target)
+                if known is None or reopen.until > known.until:
+                    latest[target] = reopen
+        return cls(national, by_key, kept, latest)
 
     def _most_specific(self, unit: Unit | None, kind: Kind) -> Entry | None:
         if unit is not None:
@@ -140,34 +154,35 @@ class Calendar:
                     return entry
         return None
 
+    def _reopen_for(self, candidate_id: int | None, unit: Unit | None) -> Reopen | None:
+        keys: list[int | str] = [] if candidate_id is None else [candidate_id]
+        if unit is not None:
+            keys += [unit.key, unit.province_code]
+        latest = [r for r in map(self._latest.get, keys) if r is not None]
+        return max(latest, key=lambda r: r.until) if latest else None
+
     def resolve(
         self, now: datetime, candidate_id: int | None = None, unit: Unit | None = None
     ) -> CandidateWindow:
         """The window of a candidate (or, with neither argument, the nation's) at `now`."""
-        window = self.national
-        lock = self.national.closes_at
+        n = self.national
+        lock = n.closes_at
         trial = self._most_specific(unit, "trial")
-        if trial is not None:
-            window = replace(window, trial_opens_at=trial.opens_at, trial_closes_at=trial.closes_at)
         official = self._most_specific(unit, "official")
-        if official is not None:
-            window = replace(window, opens_at=official.opens_at, closes_at=official.closes_at)
-        closes = window.closes_at
+        opens, closes = (official.opens_at, official.closes_at) if official else (n.opens_at, lock)
         if lock is not None and (closes is None or closes > lock):
             closes = lock  # the lock is system-wide: no province or unit runs past it
-        chosen: Reopen | None = None
-        if closes is not None:
-            for reopen in self.reopens:
-                if (
-                    reopen.closed_at is None
-                    and reopen.covers(candidate_id, unit)
-                    and reopen.until > closes
-                    and (chosen is None or reopen.until > chosen.until)
-                ):
-                    chosen = reopen
-        if chosen is not None:
+        chosen = self._reopen_for(candidate_id, unit) if closes is not None else None
+        if chosen is not None and closes is not None and chosen.until > closes:
             closes = chosen.until
-        window = replace(window, closes_at=closes)
+        else:
+            chosen = None
+        window = Window(
+            trial_opens_at=trial.opens_at if trial else n.trial_opens_at,
+            trial_closes_at=trial.closes_at if trial else n.trial_closes_at,
+            opens_at=opens,
+            closes_at=closes,
+        )
         return CandidateWindow(
             phase=window.phase(now),
             window=window,
