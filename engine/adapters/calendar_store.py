@@ -198,6 +198,16 @@ async def accepted_by_province(conn: Connection, until: datetime | None) -> list
     return [{**dict(r), "last_accepted_at": r["last_accepted_at"].isoformat()} for r in rows]
 
 
+async def provinces_of(conn: Connection, candidate_ids: Sequence[int]) -> dict[str, int]:
+    """How many of `candidate_ids` are of each province (repeats count: one per version)."""
+    rows = await conn.fetch(
+        "SELECT c.province_code, count(*) AS n FROM unnest($1::bigint[]) AS q (candidate_id)"
+        " JOIN candidates c USING (candidate_id) GROUP BY c.province_code ORDER BY 1",
+        list(candidate_ids),
+    )
+    return {r["province_code"]: int(r["n"]) for r in rows}
+
+
 async def versions_since(conn: Connection, since: datetime) -> int:
     """Stored versions accepted at or after `since` (after the lock: reopened candidates')."""
     return int(

@@ -14,8 +14,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.adapters import backend, calendar_store, streams
+from engine.adapters import backend, calendar_store, queue_census, streams
 from engine.services.window import Actor, CalendarCache, audit_change
+
+# The queued entries read one by one for their provinces; past this the report gives the totals
+# per shard only (a backlog that large at the lock is its own emergency: see the runbook).
+CENSUS_LIMIT = 200_000
 
 
 async def report(
@@ -36,8 +40,12 @@ async def report(
     ]
     queued = sum(s["waiting"] + s["pending"] for s in by_shard)
     dead = sum(s["dead_letters"] for s in by_shard)
+    census, complete = (
+        await queue_census.queued_candidates(redis, shards, CENSUS_LIMIT) if queued else ([], True)
+    )
     async with pool.acquire() as conn, conn.transaction():
         provinces = await calendar_store.accepted_by_province(conn, lock_at)
+        queued_provinces = await calendar_store.provinces_of(conn, census)
         after = await calendar_store.versions_since(conn, lock_at) if lock_at else 0
         body: dict[str, Any] = {
             "lock_at": lock_at.isoformat() if lock_at else None,
@@ -49,7 +57,15 @@ async def report(
                 "by_province": provinces,
             },
             "stored_after_lock": after,
-            "queued": {"entries": queued, "dead_letters": dead, "by_shard": by_shard},
+            "queued": {
+                "entries": queued,
+                "dead_letters": dead,
+                "by_shard": by_shard,
+                "by_province": [
+                    {"province_code": code, "entries": n} for code, n in queued_provinces.items()
+                ],
+                "by_province_complete": complete,
+            },
             "open_reopens": len(calendar.active_reopens(now)),
             "final": lock_at is not None and now >= lock_at and queued == 0 and dead == 0,
         }
@@ -76,12 +92,16 @@ def render(body: dict[str, Any]) -> str:
         f"stored       {body['stored']['candidates']:,} candidates, "
         f"{body['stored']['versions']:,} versions accepted before the lock",
     ]
+    q = body["queued"]
+    waiting = {p["province_code"]: p["entries"] for p in q["by_province"]}
     for p in body["stored"]["by_province"]:
         lines.append(
             f"  province {p['province_code']}  {int(p['candidates']):>9,} candidates"
             f"  {int(p['versions']):>9,} versions  last {p['last_accepted_at']}"
+            f"  + {waiting.pop(p['province_code'], 0):,} queued"
         )
-    q = body["queued"]
+    for code, n in sorted(waiting.items()):
+        lines.append(f"  province {code}  {0:>9,} candidates  {0:>9,} versions  + {n:,} queued")
     lines.append(f"after lock   {body['stored_after_lock']:,} versions (reopened candidates)")
     lines.append(
         f"queued       {q['entries']:,} entries still in the streams, "

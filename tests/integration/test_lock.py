@@ -6,12 +6,15 @@ lock; the lock report counts what was accepted, stored and still queued."""
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
+from redis.exceptions import ResponseError
 
 from engine.adapters import streams
 from tests.conftest import Harness
@@ -104,11 +107,23 @@ async def test_submissions_racing_the_lock_are_kept_before_it_and_refused_after_
     )
     assert vi.status_code == 409 and "khóa" in vi.json()["detail"]
 
-    # Before the writer: nothing stored yet, everything accepted still queued.
+    # Before the writer: nothing stored yet, everything accepted still queued, by province;
+    # on one shard a consumer holds two entries delivered and unacknowledged (pending).
+    shard = harness.settings.shard_of(accepted[0]["candidate"]["candidate_id"])
+    key = streams.stream_key(shard)
+    with contextlib.suppress(ResponseError):  # BUSYGROUP: a writer made it already
+        await aredis.xgroup_create(key, streams.GROUP, id="0", mkstream=True)
+    held = await aredis.xreadgroup(streams.GROUP, "census-test", {key: ">"}, count=2)
+    assert len(held[0][1]) == 2
     before = (await harness.client.get("/api/v1/ops/lock", headers=ops)).json()
     assert before["locked"] is True and before["final"] is False
     assert before["stored"]["versions"] == 0
     assert before["queued"]["entries"] == len(accepted)
+    per_province = collections.Counter(o["candidate"]["province_code"] for o in accepted)
+    assert before["queued"]["by_province_complete"] is True
+    assert {p["province_code"]: p["entries"] for p in before["queued"]["by_province"]} == dict(
+        per_province
+    )
 
     await drain(harness.settings, pool, aredis)
     rows = await pool.fetch("SELECT receipt_id, stream_id, candidate_id FROM registration_versions")

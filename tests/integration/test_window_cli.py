@@ -70,3 +70,5 @@ def test_the_commands_set_reopen_list_close_and_report(
     assert main(["lock", "report", "--json", "--actor", "ops-cli"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["lock_at"] is None and report["queued"]["entries"] == 0
+    assert main(["lock", "report"]) == 0
+    assert "final        no: the lock has not passed" in capsys.readouterr().out
