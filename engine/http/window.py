@@ -19,7 +19,7 @@ from engine.http.gate import admit
 from engine.http.plumbing import client_address, read_json
 from engine.http.responses import json_response, services
 from engine.http.staff import require_staff
-from engine.services import lock, window
+from engine.services import calendar_changes, lock
 from engine.services.window import Actor
 
 OPERATORS = frozenset({"operator", "admin"})
@@ -42,14 +42,14 @@ async def _body(request: Request) -> dict[str, Any]:
 async def get_window(request: Request) -> Response:
     await _actor(request)
     svc = services(request)
-    return json_response(await window.calendar_json(svc.pool, svc.calendar))
+    return json_response(await calendar_changes.calendar_json(svc.pool, svc.calendar))
 
 
 async def put_window(request: Request) -> Response:
     actor = await _actor(request)
     svc = services(request)
     return json_response(
-        await window.set_window(svc.pool, svc.calendar, actor, await _body(request))
+        await calendar_changes.set_window(svc.pool, svc.calendar, actor, await _body(request))
     )
 
 
@@ -57,14 +57,14 @@ async def clear_window(request: Request) -> Response:
     actor = await _actor(request)
     svc = services(request)
     body = await _body(request)
-    return json_response(await window.clear_window(svc.pool, svc.calendar, actor, body))
+    return json_response(await calendar_changes.clear_window(svc.pool, svc.calendar, actor, body))
 
 
 async def list_reopens(request: Request) -> Response:
     await _actor(request)
     only_open = request.query_params.get("open") in ("1", "true")
     return json_response(
-        {"reopens": await window.reopens(services(request).pool, open_only=only_open)}
+        {"reopens": await calendar_changes.reopens(services(request).pool, open_only=only_open)}
     )
 
 
@@ -72,7 +72,9 @@ async def create_reopen(request: Request) -> Response:
     actor = await _actor(request)
     svc = services(request)
     body = await _body(request)
-    return json_response(await window.create_reopen(svc.pool, svc.calendar, actor, body), 201)
+    return json_response(
+        await calendar_changes.create_reopen(svc.pool, svc.calendar, actor, body), 201
+    )
 
 
 async def close_reopen(request: Request) -> Response:
@@ -82,7 +84,9 @@ async def close_reopen(request: Request) -> Response:
         raise NotFound()
     svc = services(request)
     body = await _body(request)
-    return json_response(await window.close_reopen(svc.pool, svc.calendar, actor, int(raw), body))
+    return json_response(
+        await calendar_changes.close_reopen(svc.pool, svc.calendar, actor, int(raw), body)
+    )
 
 
 async def lock_report(request: Request) -> Response:

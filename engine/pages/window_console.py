@@ -33,7 +33,7 @@ from engine.pages.page import (
     session_or_none,
 )
 from engine.pages.webform import Values, first
-from engine.services import window
+from engine.services import calendar_changes
 from engine.services.staff import StaffSession, staff_member
 from engine.services.window import Actor
 
@@ -87,7 +87,7 @@ async def _page(
     status: int = 200,
 ) -> Response:
     svc = services(request)
-    calendar = await window.calendar_json(svc.pool, svc.calendar)
+    calendar = await calendar_changes.calendar_json(svc.pool, svc.calendar)
     return render(
         request,
         "support/window.html",
@@ -131,7 +131,7 @@ async def reopen_submit(request: Request) -> Response:
     }
     svc = services(request)
     try:
-        created = await window.create_reopen(svc.pool, svc.calendar, actor, body)
+        created = await calendar_changes.create_reopen(svc.pool, svc.calendar, actor, body)
     except InvalidRequest as exc:
         errors = _errors(exc, page_language(request))
         return await _page(request, staff, session, values=values, errors=errors, status=422)
@@ -147,7 +147,7 @@ async def reopen_close(request: Request) -> Response:
     svc = services(request)
     body = {"reason": first(values, "reason")}
     try:
-        await window.close_reopen(svc.pool, svc.calendar, actor, int(raw), body)
+        await calendar_changes.close_reopen(svc.pool, svc.calendar, actor, int(raw), body)
     except InvalidRequest as exc:
         errors = {f"close-{raw}": _errors(exc, page_language(request))["reason"]}
         return await _page(request, staff, session, errors=errors, status=422)

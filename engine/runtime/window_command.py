@@ -21,7 +21,7 @@ from engine.adapters import backend, store, streams
 from engine.errors import ExamregError, InvalidRequest
 from engine.runtime.dead_letter_command import actor_name as _actor
 from engine.runtime.launch import UsageError, require_urls
-from engine.services import lock, window
+from engine.services import calendar_changes, lock
 from engine.services.window import Actor, CalendarCache
 from engine.settings import Settings
 
@@ -140,18 +140,22 @@ def _describe_window(result: dict[str, Any]) -> str:
 
 def cmd_window(args: argparse.Namespace, settings: Settings) -> int:
     if args.window_command == "show":
-        result = _run(settings, lambda pool, cache: window.calendar_json(pool, cache))
+        result = _run(settings, lambda pool, cache: calendar_changes.calendar_json(pool, cache))
         _print(result, args.json, _describe_window(result))
         return 0
     actor = Actor(_actor(args.actor), "operator")
     body = _scope_body(args)
     if args.window_command == "set":
         body["opens_at"], body["closes_at"] = args.opens, args.closes
-        result = _run(settings, lambda pool, cache: window.set_window(pool, cache, actor, body))
+        result = _run(
+            settings, lambda pool, cache: calendar_changes.set_window(pool, cache, actor, body)
+        )
         w = result["window"]
         text = f"set: {w['scope']} {w['kind']} {w['opens_at'] or '-'} → {w['closes_at'] or '-'}"
     else:
-        result = _run(settings, lambda pool, cache: window.clear_window(pool, cache, actor, body))
+        result = _run(
+            settings, lambda pool, cache: calendar_changes.clear_window(pool, cache, actor, body)
+        )
         text = f"cleared: {args.scope} {args.kind}"
     _print(result, args.json, text)
     return 0
@@ -170,7 +174,7 @@ def cmd_reopen(args: argparse.Namespace, settings: Settings) -> int:
     if args.reopen_command == "list":
 
         async def listing(pool: backend.Pool, cache: CalendarCache) -> Any:
-            return await window.reopens(pool, open_only=args.open)
+            return await calendar_changes.reopens(pool, open_only=args.open)
 
         rows = _run(settings, listing)
         text = "\n".join(_describe_reopen(r) for r in rows) or "no reopens"
@@ -185,12 +189,16 @@ def cmd_reopen(args: argparse.Namespace, settings: Settings) -> int:
             "until": args.until,
             "reason": args.reason,
         }
-        result = _run(settings, lambda pool, cache: window.create_reopen(pool, cache, actor, body))
+        result = _run(
+            settings, lambda pool, cache: calendar_changes.create_reopen(pool, cache, actor, body)
+        )
     else:
         body = {"reason": args.reason}
         result = _run(
             settings,
-            lambda pool, cache: window.close_reopen(pool, cache, actor, args.reopen_id, body),
+            lambda pool, cache: calendar_changes.close_reopen(
+                pool, cache, actor, args.reopen_id, body
+            ),
         )
     _print(result, args.json, _describe_reopen(result["reopen"]))
     return 0

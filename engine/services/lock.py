@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.adapters import backend, calendar_store, queue_census, streams
-from engine.services.window import Actor, CalendarCache, audit_change
+from engine.services.calendar_changes import audit_change
+from engine.services.window import Actor, CalendarCache
 
 # The queued entries read one by one for their provinces; past this the report gives the totals
 # per shard only (a backlog that large at the lock is its own emergency: see the runbook).
