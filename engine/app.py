@@ -27,12 +27,12 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from engine.adapters import backend, metrics
 from engine.errors import ExamregError, MethodNotAllowed, NotFound, Unavailable
-from engine.http import candidates, ops, staff, support
+from engine.http import candidates, ops, staff, support, window
 from engine.http.gate import Gate, ObservabilityMiddleware, route_name
 from engine.http.hosts import TrustedHosts
 from engine.http.responses import api_language, problem, services
 from engine.pages import candidate as candidate_pages
-from engine.pages import page
+from engine.pages import page, window_console
 from engine.pages import support as support_pages
 from engine.services.container import build_services, close_services, watch_memory
 from engine.settings import Settings
@@ -102,6 +102,7 @@ def create_app(settings: Settings) -> Starlette:
         svc._tasks.append(asyncio.create_task(watch_memory(svc)))
         svc._tasks.append(asyncio.create_task(lag.run()))
         svc._tasks.append(asyncio.create_task(svc.sampler.run()))
+        svc._tasks.append(asyncio.create_task(svc.calendar.run()))
         metrics.API_PROCESSES.set(1)
         metrics.LOGIN_HASH_SLOTS.set(settings.login_concurrency)
         metrics.LOGIN_HASH_LIMIT.set(settings.login_queue_limit)
@@ -114,12 +115,14 @@ def create_app(settings: Settings) -> Starlette:
 
     routes = [
         *ops.routes,
+        *window.routes,
         *candidates.routes,
         *candidate_pages.routes,
         Mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static"),
         *staff.routes,
         *support.routes,
         *support_pages.routes,
+        *window_console.routes,
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         ExamregError: _on_examreg_error,

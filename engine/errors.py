@@ -173,6 +173,15 @@ class WindowClosed(ExamregError):
     title_en = "The registration window is closed."
 
 
+class ReopenClosed(ExamregError):
+    """A reopen that was already closed early, or whose time is up, cannot be closed again."""
+
+    status = 409
+    code = "reopen_closed"
+    title = "Đợt mở lại này đã kết thúc."
+    title_en = "This reopen has already ended."
+
+
 class RequestTimeout(ExamregError):
     """The headers or the body did not arrive within the configured time (a stalled client)."""
 

@@ -128,6 +128,9 @@ class Settings:
     # connection (docs/deploy.md, "PgBouncer").
     db_statement_cache_size: int = 100
     io_timeout_seconds: float = 5.0
+    # How old an API process's copy of the window calendar may get (issue 14): a change in the
+    # database applies everywhere within this many seconds, without a restart.
+    window_cache_seconds: float = 5.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Opt-in anonymised arrival log for load-test replay: time, method, route template, status.
     arrival_log: Path | None = None
@@ -283,6 +286,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "db_pool_size": (1, 1000),
     "db_statement_cache_size": (0, 10_000),
     "io_timeout_seconds": (0.1, 300),
+    "window_cache_seconds": (0.1, 300),
 }
 _WHY: dict[str, str] = {
     "argon2_memory_kib": " (OWASP's least for argon2id is 7 MiB)",

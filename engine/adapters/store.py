@@ -194,6 +194,7 @@ class LoginRecord:
     candidate_id: int
     password_hash: str
     must_change_password: bool
+    unit: str  # "PP-SSS": the registration unit, which the candidate's window depends on
 
 
 async def candidate_login(pool: asyncpg.Pool, national_id: str) -> LoginRecord | None:

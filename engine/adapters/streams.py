@@ -32,7 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from engine.adapters import metrics
-from engine.errors import IdempotencyKeyReused, Overloaded, Unavailable
+from engine.errors import IdempotencyKeyReused, Overloaded, Unavailable, WindowClosed
 from engine.types import ShardStats
 
 GROUP = "writers"
@@ -141,6 +141,7 @@ class Submission:
     idempotency_key: str
     form: dict[str, Any]
     phase: Literal["trial", "official"]
+    deadline_ms: int = 0  # the candidate's close, epoch ms; Redis refuses at or after it (0: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,11 @@ class Receipt:
             "phase": self.phase,
             "accepted_at": self.accepted_at,
         }
+
+
+async def key_accepted(client: aioredis.Redis, shard: int, candidate_id: int, key: str) -> bool:
+    """Whether this Idempotency-Key of the candidate was accepted (its record is still kept)."""
+    return bool(await client.exists(idempotency_key(shard, candidate_id, key)))
 
 
 def _utc_now() -> str:
@@ -232,7 +238,7 @@ class Enqueuer:
                 continue  # the client went away; the entry (if any) stays valid for its retry
             try:
                 future.set_result(self._parse(result, submission.shard))
-            except (IdempotencyKeyReused, Overloaded, Unavailable) as exc:
+            except (IdempotencyKeyReused, Overloaded, Unavailable, WindowClosed) as exc:
                 future.set_exception(exc)
 
     def _queue_call(self, pipe: Any, sub: Submission) -> None:
@@ -252,6 +258,7 @@ class Enqueuer:
             orjson.dumps(sub.form).decode(),
             str(self._ttl),
             str(self._max_len),
+            str(sub.deadline_ms),
         )
 
     def _retry_after_for(self, shard: int | None) -> int:
@@ -274,6 +281,8 @@ class Enqueuer:
             raise IdempotencyKeyReused()
         if outcome == "overloaded":
             raise Overloaded(retry_after=self._retry_after_for(shard), extra={"reason": "backlog"})
+        if outcome == "closed":
+            raise WindowClosed(extra={"phase": "closed"})
         return Receipt(
             receipt_id=str(result[2]),
             version=int(result[1]),

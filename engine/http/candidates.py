@@ -16,7 +16,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.adapters.sessions import Session
-from engine.errors import ExamregError, IdempotencyKeyRequired, NoRegistration, NotFound
+from engine.errors import (
+    ExamregError,
+    IdempotencyKeyRequired,
+    NoRegistration,
+    NotFound,
+    Unauthenticated,
+)
 from engine.http import plumbing
 from engine.http.gate import admit
 from engine.http.plumbing import (
@@ -29,6 +35,7 @@ from engine.http.plumbing import (
 )
 from engine.http.responses import api_language, json_response, services
 from engine.services import candidates
+from engine.services import window as window_service
 
 
 async def candidate_session(request: Request, *, forced_ok: bool = False) -> Session:
@@ -88,7 +95,7 @@ async def submit_registration(request: Request) -> Response:
     session = await candidate_session(request)
     try:
         key = _idempotency_key(request)
-        candidates.open_phase(svc)  # a closed window refuses before the body is read
+        await candidates.open_window(svc, session, key)  # a closed window: before the body
         body = await read_json(request, svc.settings.max_body_bytes)
         admit(request)  # logged in, body complete: now it is work under way
     except ExamregError as exc:
@@ -136,19 +143,19 @@ async def reference(request: Request) -> Response:
 
 
 async def window(request: Request) -> Response:
-    w = services(request).settings.window
-    phase = w.phase(datetime.now(UTC))
-    opens, closes = w.bounds(phase)
-    return json_response(
-        {
-            "phase": phase,
-            "opens_at": opens.isoformat() if opens else None,
-            "closes_at": closes.isoformat() if closes else None,
-            "trial_opens_at": w.trial_opens_at.isoformat() if w.trial_opens_at else None,
-            "trial_closes_at": w.trial_closes_at.isoformat() if w.trial_closes_at else None,
-            "lang": api_language(request),
-        }
-    )
+    """The national window for anyone; a logged-in candidate's own (their unit's, their
+    province's, a reopen's) when the request carries their session."""
+    svc = services(request)
+    try:
+        session: Session | None = await current_session(request, "candidate")
+    except Unauthenticated:
+        session = None  # anonymous (or an expired token): the public answer, never a 401
+    if session is None:
+        cw = svc.calendar.current().resolve(datetime.now(UTC))
+    else:
+        cw = await window_service.candidate_window(svc.calendar, svc.pool, session)
+    body = window_service.window_json(cw, personal=session is not None)
+    return json_response({**body, "lang": api_language(request)})
 
 
 routes = [

@@ -44,6 +44,78 @@ _OBJ: dict[str, Any] = {"type": "object"}
 _TEXT: dict[str, Any] = {"type": "string"}
 # Ids in paths and queries: what `support_desk` parses (ASCII digits, 1 to 2^62; 0 is unknown).
 _ID: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 2**62}
+_INSTANT: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
+_WINDOW: dict[str, Any] = {
+    "type": "object",
+    "required": ["phase", "opens_at", "closes_at", "trial_opens_at", "trial_closes_at"],
+    "properties": {
+        "phase": {"enum": ["before", "trial", "official", "closed"]},
+        "opens_at": _INSTANT,
+        "closes_at": _INSTANT,
+        "trial_opens_at": _INSTANT,
+        "trial_closes_at": _INSTANT,
+        "locks_at": {**_INSTANT, "description": "The national close: the system-wide lock."},
+        "scope": {
+            "type": "object",
+            "description": "A candidate's only: where each window comes from.",
+            "properties": {
+                "trial": {"enum": ["national", "province", "unit"]},
+                "official": {"enum": ["national", "province", "unit"]},
+            },
+        },
+        "reopened_until": {**_INSTANT, "description": "A candidate's only: a reopen's end."},
+        "lang": {"enum": ["vi", "en"]},
+    },
+}
+# Codes and instants are checked against the reference data and across fields (trial windows have
+# both ends, a province's or unit's official window closes by the national lock).
+_WINDOW_SCOPE: dict[str, Any] = {
+    "type": "object",
+    "required": ["scope", "kind", "reason"],
+    "properties": {
+        "scope": {"enum": ["national", "province", "unit"]},
+        "kind": {"enum": ["trial", "official"]},
+        "province_code": {"type": "string", "pattern": "^[0-9]{2}$"},
+        "school_code": {"type": "string", "pattern": "^[0-9]{3}$"},
+        "reason": {"type": "string", "minLength": 3, "maxLength": 500},
+    },
+}
+_WINDOW_SET: dict[str, Any] = {
+    **_WINDOW_SCOPE,
+    "properties": {
+        **_WINDOW_SCOPE["properties"],
+        "opens_at": {
+            "type": ["string", "null"],
+            "description": "ISO 8601 with an offset; a bare date opens at 00:00 +07:00.",
+        },
+        "closes_at": {
+            "type": ["string", "null"],
+            "description": "ISO 8601 with an offset; a bare date closes at 17:00 +07:00.",
+        },
+    },
+}
+_REOPEN: dict[str, Any] = {
+    "type": "object",
+    "required": ["until", "reason"],
+    "properties": {
+        "provinces": {
+            "type": "array",
+            "maxItems": 1000,
+            "items": {"type": "string", "pattern": "^[0-9]{2}$"},
+        },
+        "units": {
+            "type": "array",
+            "maxItems": 1000,
+            "items": {"type": "string", "pattern": "^[0-9]{2}-[0-9]{3}$"},
+        },
+        "candidates": {"type": "array", "maxItems": 1000, "items": _ID},
+        "until": {
+            "type": "string",
+            "description": "ISO 8601 with an offset, within 31 days; a bare date: 17:00 +07:00.",
+        },
+        "reason": {"type": "string", "minLength": 3, "maxLength": 500},
+    },
+}
 # In queries a blank number means "not given", so they are digits or nothing.
 _QUERY_ID: dict[str, Any] = {
     "type": "string",
@@ -377,7 +449,77 @@ def _paths() -> dict[str, Any]:
             )
         },
         "/api/v1/window": {
-            "get": _op("The registration window and its phase", {"200": _json(_OBJ)})
+            "get": _op(
+                "The registration window and its phase: the nation's for anyone; with a"
+                " candidate's session (Bearer or cookie) their own, from their unit, province or"
+                " a reopen (`scope`, `reopened_until`)",
+                {"200": _json(_WINDOW)},
+            )
+        },
+        "/api/v1/ops/window": {
+            "get": _op(
+                "The calendar: the national window, every province and unit override, every"
+                " reopen (operator, admin)",
+                {"200": _json(_OBJ)},
+                (401, 403),
+                security=_STAFF,
+            ),
+            "put": _op(
+                "Set the trial or official window of the nation, a province or a unit; audited"
+                " (operator, admin). In force in every API process within"
+                " EXAMREG_WINDOW_CACHE_SECONDS",
+                {"200": _json(_OBJ)},
+                (400, 401, 403, 413, 415, 422),
+                security=_STAFF,
+                requestBody=_body(_WINDOW_SET),
+            ),
+        },
+        "/api/v1/ops/window/clear": {
+            "post": _op(
+                "Remove a scope's window (the wider one applies again); audited",
+                {"200": _json(_OBJ)},
+                (400, 401, 403, 404, 413, 415, 422),
+                security=_STAFF,
+                requestBody=_body(_WINDOW_SCOPE),
+            )
+        },
+        "/api/v1/ops/reopens": {
+            "get": _op(
+                "Every reopen, newest first (`open=1`: only those in force)",
+                {"200": _json(_OBJ)},
+                (401, 403),
+                security=_STAFF,
+                parameters=[_query("open")],
+            ),
+            "post": _op(
+                "Reopen registration for named provinces, units and candidates until an"
+                " instant, with a reason; audited (operator, admin)",
+                {"201": _json(_OBJ, "Created")},
+                (400, 401, 403, 413, 415, 422),
+                security=_STAFF,
+                requestBody=_body(_REOPEN),
+            ),
+        },
+        "/api/v1/ops/reopens/{reopen_id}/close": {
+            "post": _op(
+                "Close a reopen early; audited",
+                {"200": _json(_OBJ)},
+                (400, 401, 403, 404, 409, 413, 415, 422),
+                security=_STAFF,
+                parameters=[_path("reopen_id", _ID)],
+                requestBody=_body(
+                    {"type": "object", "required": ["reason"], "properties": {"reason": _REASON}}
+                ),
+            )
+        },
+        "/api/v1/ops/lock": {
+            "get": _op(
+                "The lock report: versions accepted before the national close by province (from"
+                " PostgreSQL), those after it (reopened), what is still queued; audited",
+                {"200": _json(_OBJ)},
+                (401, 403, 503),
+                security=_STAFF,
+            )
         },
         "/api/v1/ops/capacity": {
             "get": _op(

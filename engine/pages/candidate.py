@@ -103,7 +103,10 @@ async def index(request: Request) -> Response:
 async def _signed_in(request: Request) -> SignedIn:
     svc, session, profile = await require(request, forced_ok=True)
     return SignedIn(
-        svc, session, bool(profile["must_change_password"]), {"window": window_info(svc)}
+        svc,
+        session,
+        bool(profile["must_change_password"]),
+        {"window": window_info(svc, session, profile)},
     )
 
 
@@ -192,7 +195,7 @@ def _form_page(
         choices=choices(svc),
         school_rows=range(webform.SCHOOL_ROWS),
         first_grade=webform.FIRST_GRADE,
-        window=window_info(svc),
+        window=window_info(svc, session),
         answered=answered,
     )
 
@@ -200,7 +203,7 @@ def _form_page(
 @page
 async def registration_page(request: Request) -> Response:
     svc, session, profile = await require(request)
-    window = window_info(svc)
+    window = window_info(svc, session, profile)
     if not is_open(window):
         return render(request, "closed.html", csrf=csrf_of(session), window=window)
     current = await current_registration(svc, session.subject)
@@ -209,7 +212,12 @@ async def registration_page(request: Request) -> Response:
 
 
 def _retry_page(
-    request: Request, svc: Services, values: Values, exc: ExamregError, csrf: str
+    request: Request,
+    svc: Services,
+    values: Values,
+    exc: ExamregError,
+    csrf: str,
+    session: Session | None = None,
 ) -> Response:
     """Overload: everything typed, the same Idempotency-Key included, rides in hidden inputs."""
     seconds = exc.retry_after or svc.settings.retry_after_seconds
@@ -223,7 +231,7 @@ def _retry_page(
         seconds=seconds,
         countdown=Markup('<span data-countdown="">%d</span>') % seconds,
         csrf=csrf,
-        window=window_info(svc),
+        window=window_info(svc, session),
         answered=True,
     )
 
@@ -247,11 +255,11 @@ async def _submit(
             "closed.html",
             409,
             csrf=csrf_of(session),
-            window=window_info(svc),
+            window=window_info(svc, session),
             answered=True,
         )
     except (Overloaded, RateLimited, Unavailable) as exc:
-        return _retry_page(request, svc, values, exc, csrf_of(session))
+        return _retry_page(request, svc, values, exc, csrf_of(session), session)
     return RedirectResponse(f"/receipts/{receipt.receipt_id}", 303)
 
 
@@ -299,7 +307,7 @@ async def receipt_page(request: Request) -> Response:
         csrf=csrf_of(session),
         receipt=info,
         profile=profile,
-        window=window_info(svc),
+        window=window_info(svc, session, profile),
         answered=True,
     )
 
@@ -340,7 +348,7 @@ async def status_page(request: Request) -> Response:
         current=current,
         summary=_summary(current["form"], svc) if current else None,
         history=history,
-        window=window_info(svc),
+        window=window_info(svc, session, profile),
     )
 
 

@@ -56,6 +56,12 @@ _CANDIDATE_CATALOG: Final[Mapping[str, tuple[str, str]]] = {
         "Hệ thống đang mở đăng ký. Hạn cuối: {closes}. Bạn có thể sửa phiếu đến hạn cuối.",
         "Registration is open until {closes}. You can edit your form until then.",
     ),
+    "banner_reopened": (
+        "Đăng ký dự thi được mở lại cho bạn. Hạn cuối mới: {closes}. Bạn có thể sửa phiếu "
+        "đến hạn cuối mới này.",
+        "Registration has been reopened for you. New deadline: {closes}. You can edit your "
+        "form until then.",
+    ),
     "banner_official_open": (
         "Hệ thống đang mở đăng ký. Bạn có thể sửa phiếu đến hạn cuối.",
         "Registration is open. You can edit your form until the deadline.",

@@ -28,6 +28,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from engine.adapters import backend, store
 from engine.adapters.sessions import Session
+from engine.domain.calendar import Unit
 from engine.domain.reference import ELECTIVES
 from engine.errors import (
     ExamregError,
@@ -44,6 +45,7 @@ from engine.http.responses import retry_headers, services
 from engine.pages import i18n, webform
 from engine.pages.webform import Values, first
 from engine.services.container import Services
+from engine.services.window import unit_of_scope
 from engine.settings import VIETNAM
 from engine.types import SessionKind
 
@@ -329,14 +331,23 @@ def local_date(iso: str | None) -> str:
     return f"{day}/{month}/{year}"
 
 
-def window_info(svc: Services) -> dict[str, str]:
-    w = svc.settings.window
-    phase = w.phase(datetime.now(VIETNAM))
-    opens, closes = w.bounds(phase)
+def window_info(
+    svc: Services, session: Session | None = None, profile: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """The banner's window: the candidate's own (their unit from the session, else the profile
+    the page read), with a reopen's extended deadline; the nation's for nobody in particular."""
+    unit = unit_of_scope(session.scope) if session is not None else None
+    if unit is None and profile is not None and isinstance(profile.get("school"), Mapping):
+        school = profile["school"]
+        unit = Unit(str(school["province_code"]), str(school["school_code"]))
+    subject = session.subject if session is not None else None
+    cw = svc.calendar.current().resolve(datetime.now(VIETNAM), subject, unit)
+    opens, closes = cw.window.bounds(cw.phase)
     return {
-        "phase": phase,
+        "phase": cw.phase,
         "opens": local_time(opens, seconds=False),
         "closes": local_time(closes, seconds=False),
+        "reopened": "yes" if cw.reopen is not None else "",
     }
 
 

@@ -63,6 +63,8 @@ __all__ = ["routes"]
 HOME: Final = "/support"
 LOGIN: Final = "/support/login"
 CHANGE_PAGE: Final = "/support/password"
+WINDOW_PAGE: Final = "/support/window"  # engine.pages.window_console
+CONSOLE_ROLES: Final = DESK_ROLES | {"operator"}
 LOGIN_CSRF_COOKIE: Final = "examreg_staff_login_csrf"
 SEARCH_FIELDS: Final = (
     "national_id",
@@ -121,13 +123,15 @@ async def _signed_in(request: Request, *, forced_ok: bool = False) -> tuple[Desk
     if session is None:
         expired = request.cookies.get(COOKIES["staff"])
         raise Redirect(f"{LOGIN}?expired=1" if expired else LOGIN)
-    roles = staff_service.ROLES if forced_ok else DESK_ROLES
+    roles = staff_service.ROLES if forced_ok else CONSOLE_ROLES
     try:
         staff = await staff_member(svc, session, roles, forced_ok=forced_ok)
     except Unauthenticated:
         raise Redirect(LOGIN) from None
     except PasswordChangeRequired:
         raise Redirect(CHANGE_PAGE) from None
+    if not forced_ok and staff.role not in DESK_ROLES:
+        raise Redirect(WINDOW_PAGE)  # an operator's console is the calendar, not the desk
     return Desk(svc, staff, client_address(request)), session
 
 
@@ -162,15 +166,16 @@ async def _at_the_desk(svc: Services, session: Session) -> bool:
     """A staff session whose account still exists, is enabled and has a desk role skips the
     login page (read from the staff row, like every console page)."""
     try:
-        await staff_member(svc, session, DESK_ROLES, forced_ok=True)
+        await staff_member(svc, session, CONSOLE_ROLES, forced_ok=True)
     except (Unauthenticated, Forbidden):  # gone, disabled, or no desk role: log in here
         return False
     return True
 
 
 def _desk_role(login: Login) -> str | None:
-    """Operators and admins without a desk role have no console: refused, with no session."""
-    return None if login.account.role in DESK_ROLES else "desk_role_refused"
+    """Roles without a console page are refused, with no session (every role has one now:
+    operators get the calendar, `/support/window`; kept for a role added later)."""
+    return None if login.account.role in CONSOLE_ROLES else "desk_role_refused"
 
 
 accounts = AccountPages(

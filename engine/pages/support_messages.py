@@ -20,13 +20,65 @@ DESK_CATALOG: Final[Mapping[str, tuple[str, str]]] = {
     "desk_role_admin": ("quản trị", "admin"),
     "desk_yes": ("Có", "Yes"),
     "desk_no": ("Không", "No"),
+    # the calendar page (issue 14)
+    "desk_nav_window": ("Lịch đăng ký", "Registration calendar"),
+    "desk_window_title": ("Lịch đăng ký dự thi và mở lại", "Registration calendar and reopens"),
+    "desk_window_national": ("Toàn quốc", "National"),
+    "desk_window_phase": ("Trạng thái", "Phase"),
+    "desk_phase_before": ("Chưa mở", "Not open yet"),
+    "desk_phase_trial": ("Đăng ký thử", "Trial"),
+    "desk_phase_official": ("Đang mở", "Open"),
+    "desk_phase_closed": ("Đã khóa", "Locked"),
+    "desk_window_official": ("Đợt chính thức", "Official window"),
+    "desk_window_trial": ("Đợt thử", "Trial window"),
+    "desk_window_lock": ("Khóa chức năng ĐKDT", "Registration lock"),
+    "desk_window_no_lock": ("chưa đặt", "not set"),
+    "desk_window_scope": ("Phạm vi", "Scope"),
+    "desk_window_kind": ("Đợt", "Window"),
+    "desk_window_opens": ("Mở", "Opens"),
+    "desk_window_closes": ("Đóng", "Closes"),
+    "desk_window_by": ("Người đặt", "Set by"),
+    "desk_window_cache": (
+        "Mọi máy chủ API áp dụng thay đổi trong vòng {seconds} giây.",
+        "Every API process applies a change within {seconds} seconds.",
+    ),
+    "desk_window_done_created": ("Đã mở lại (số {id}).", "Reopened (number {id})."),
+    "desk_window_done_closed": ("Đã đóng đợt mở lại số {id}.", "Reopen number {id} closed."),
+    "desk_reopen_title": ("Mở lại đăng ký", "Reopen registration"),
+    "desk_reopen_intro": (
+        "Cho các đơn vị, tỉnh hoặc thí sinh được nêu tiếp tục đăng ký đến thời điểm đã chọn "
+        "(giờ Việt Nam), kể cả sau khi khóa toàn quốc. Mọi lần mở lại đều được ghi nhật ký.",
+        "Lets the named units, provinces or candidates register until the chosen time "
+        "(Vietnam time), past the national lock too. Every reopen is written to the audit log.",
+    ),
+    "desk_reopen_units": ("Đơn vị (trường)", "Units (schools)"),
+    "desk_reopen_units_hint": (
+        "Mã tỉnh-mã trường, vd. 01-001 02-015",
+        "PP-SSS, e.g. 01-001 02-015",
+    ),
+    "desk_reopen_provinces": ("Tỉnh", "Provinces"),
+    "desk_reopen_provinces_hint": ("Mã tỉnh, vd. 01 46", "Province codes, e.g. 01 46"),
+    "desk_reopen_candidates": ("Thí sinh", "Candidates"),
+    "desk_reopen_candidates_hint": ("Mã thí sinh (số)", "Candidate IDs (numbers)"),
+    "desk_reopen_until": ("Đến", "Until"),
+    "desk_reopen_until_hint": ("Giờ Việt Nam (GMT+7)", "Vietnam time (GMT+7)"),
+    "desk_reopen_button": ("Mở lại", "Reopen"),
+    "desk_reopens_title": ("Các đợt mở lại", "Reopens"),
+    "desk_reopens_none": ("Chưa có đợt mở lại nào.", "No reopens yet."),
+    "desk_reopen_targets": ("Áp dụng cho", "For"),
+    "desk_reopen_state": ("Trạng thái", "State"),
+    "desk_reopen_state_open": ("Đang mở", "Open"),
+    "desk_reopen_state_closed": ("Đã đóng sớm", "Closed early"),
+    "desk_reopen_state_ended": ("Đã hết hạn", "Ended"),
+    "desk_reopen_close": ("Đóng sớm", "Close early"),
+    "desk_reopen_close_button": ("Đóng đợt mở lại", "Close this reopen"),
     # login and password
     "desk_login_title": ("Đăng nhập bàn hỗ trợ", "Support desk login"),
     "desk_login_intro": (
-        "Dành cho cán bộ hỗ trợ, cán bộ trường và quản trị. Mọi lần tra cứu đều được ghi "
-        "vào nhật ký kiểm tra.",
-        "For support agents, school staff and administrators. Every lookup is written to the "
-        "audit log.",
+        "Dành cho cán bộ hỗ trợ, cán bộ trường, vận hành và quản trị. Mọi lần tra cứu đều "
+        "được ghi vào nhật ký kiểm tra.",
+        "For support agents, school staff, operators and administrators. Every lookup is "
+        "written to the audit log.",
     ),
     "desk_username": ("Tên đăng nhập", "Username"),
     "desk_login_failed": (

@@ -43,6 +43,7 @@ from engine.runtime.launch import (
     with_connection,
 )
 from engine.runtime.protocol import limited_protocol
+from engine.runtime.window_command import add_parsers as add_window_parsers
 from engine.services import reconciliation
 from engine.services.roster import import_roster, parse_import, seed
 from engine.services.staff import ROLES, valid_username
@@ -494,6 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--actor", default=None, help="who, for the audit log (OS user)")
         command.add_argument("--json", action="store_true", help="print JSON")
         command.set_defaults(func=cmd_dead_letters)
+
+    add_window_parsers(sub)  # window, reopen, lock
 
     api_worker = sub.add_parser("_api-worker", help=argparse.SUPPRESS)
     api_worker.add_argument("--fd", type=int, required=True)

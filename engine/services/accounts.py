@@ -30,6 +30,7 @@ class Account:
     password_hash: str
     must_change_password: bool
     role: str | None = None  # staff only; requests read it from the staff row, never the session
+    unit: str | None = None  # candidates: "PP-SSS", kept in the session for the window's lookup
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,9 @@ async def authenticate(
     # The forced change travels with the session, so the candidates' hot path reads no roster
     # row to enforce it. It cannot go stale the permissive way: a reset (false → true) ends every
     # session of the account, and a change (true → false) replaces the session it came from.
-    scope = {"must_change": account.must_change_password}
+    scope: dict[str, Any] = {"must_change": account.must_change_password}
+    if account.unit is not None:  # the window of this candidate, without a roster read per request
+        scope["unit"] = account.unit
     opened = await open_session(svc, kind, account.subject, login_id, scope)
     # A password change or reset that committed while the hash was being verified ended the
     # account's sessions before this one existed. Read the account again now that this session is
@@ -108,7 +111,9 @@ async def replace_sessions(svc: Services, session: Session) -> NewSession:
     the one the caller goes on with (a new token: whoever held the old one is out; no forced
     change pending any more)."""
     await svc.sessions.revoke_all(session.kind, session.subject)
-    scope = {"must_change": False}
+    scope: dict[str, Any] = {"must_change": False}
+    if "unit" in session.scope:
+        scope["unit"] = session.scope["unit"]
     return await open_session(svc, session.kind, session.subject, session.login, scope)
 
 

@@ -11,12 +11,14 @@ forever); the candidate's roster profile; and their account lookup and password 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import datetime
 from typing import Any, Final
 
 from engine.adapters import dead_letters, metrics, store, streams
 from engine.adapters.sessions import Session
 from engine.adapters.streams import Receipt
+from engine.domain.calendar import CandidateWindow
 from engine.domain.registration import CandidateContext, validate_registration
 from engine.errors import (
     ExamregError,
@@ -25,6 +27,7 @@ from engine.errors import (
     Unauthenticated,
     WindowClosed,
 )
+from engine.services import window
 from engine.services.accounts import Account, NewSession, new_password_hash, replace_sessions
 from engine.services.container import Services
 from engine.settings import VIETNAM
@@ -52,7 +55,9 @@ async def candidate_account(svc: Services, login_id: str) -> Account | None:
     record = await store.candidate_login(svc.pool, login_id)
     if record is None:
         return None
-    return Account(record.candidate_id, record.password_hash, record.must_change_password)
+    return Account(
+        record.candidate_id, record.password_hash, record.must_change_password, unit=record.unit
+    )
 
 
 async def change_password(
@@ -103,11 +108,26 @@ async def profile(svc: Services, candidate_id: int) -> dict[str, Any]:
     return profile
 
 
-def open_phase(svc: Services) -> str:
-    phase = svc.settings.window.phase(datetime.now(UTC))
-    if phase not in ("trial", "official"):
-        raise WindowClosed(extra={"phase": phase})
-    return phase
+async def open_window(svc: Services, session: Session, key: str) -> CandidateWindow:
+    """The candidate's window (their unit's, a reopen's), if it is open now, or if `key` was
+    accepted before it closed: a retry whose first answer was lost gets its original 202
+    (Redis answers the replay before it judges the deadline).
+
+    Raises:
+        WindowClosed: before the trial or the official window, or after its close (409).
+    """
+    cw = await window.candidate_window(svc.calendar, svc.pool, session)
+    if cw.phase == "closed" and cw.deadline is not None:
+        shard = svc.settings.shard_of(session.subject)
+        if await streams.key_accepted(svc.redis, shard, session.subject, key):
+            return cw
+    window.refuse_unless_open(cw)
+    return cw
+
+
+def _deadline_ms(cw: CandidateWindow) -> int:
+    deadline = cw.deadline
+    return 0 if deadline is None else int(deadline.timestamp() * 1000)
 
 
 def valid_idempotency_key(key: str) -> bool:
@@ -123,7 +143,7 @@ async def submit(svc: Services, session: Session, key: str, body: Any) -> Receip
     """
     try:
         await require_password_changed(svc, session)
-        phase = open_phase(svc)
+        cw = await open_window(svc, session, key)
         # The session holds the roster's national ID, so the hot path needs no roster query.
         context = CandidateContext(national_id=session.login, today=datetime.now(VIETNAM).date())
         form = validate_registration(body, context, svc.catalog)
@@ -131,14 +151,19 @@ async def submit(svc: Services, session: Session, key: str, body: Any) -> Receip
             raise Overloaded(
                 retry_after=svc.sampler.retry_after(None), extra={"reason": "redis_memory"}
             )
-        receipt = await svc.enqueuer.submit(
+        receipt = await _enqueue(
+            svc,
+            cw,
             streams.Submission(
                 candidate_id=session.subject,
                 shard=svc.settings.shard_of(session.subject),
                 idempotency_key=key,
                 form=form,
-                phase="trial" if phase == "trial" else "official",
-            )
+                phase="trial" if cw.phase == "trial" else "official",
+                # Redis judges this instant in the enqueue itself: a request that passed the
+                # check above a moment before the close is still refused after it (the lock).
+                deadline_ms=_deadline_ms(cw),
+            ),
         )
     except ExamregError as exc:
         count_refusal(exc)
@@ -148,6 +173,15 @@ async def submit(svc: Services, session: Session, key: str, body: Any) -> Receip
     else:
         metrics.SUBMISSIONS_ACCEPTED.labels(receipt.phase).inc()
     return receipt
+
+
+async def _enqueue(svc: Services, cw: CandidateWindow, submission: streams.Submission) -> Receipt:
+    try:
+        return await svc.enqueuer.submit(submission)
+    except WindowClosed:  # Redis judged the deadline passed: say when, in words
+        closed = replace(cw, phase="closed")
+        window.refuse_unless_open(closed)
+        raise
 
 
 def count_refusal(exc: ExamregError) -> None:

@@ -19,6 +19,7 @@ from engine.adapters import backend, store, streams, telemetry
 from engine.adapters.passwords import PasswordService
 from engine.adapters.sessions import LoginThrottle, SessionStore
 from engine.domain.registration import Catalog
+from engine.services.window import CalendarCache
 from engine.settings import Settings
 
 log = logging.getLogger("examreg.api")
@@ -39,6 +40,7 @@ class Services:
     reference_body: bytes
     reference_etag: str
     sampler: telemetry.Sampler  # capacity samples, pool gauges, computed Retry-After
+    calendar: CalendarCache  # the window calendar, reloaded every EXAMREG_WINDOW_CACHE_SECONDS
     memory_shedding: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -102,6 +104,8 @@ async def build_services(settings: Settings) -> Services:
     )
     catalog, body, etag = await _load_reference(pool)
     sampler = telemetry.Sampler(client, settings, pool=pool)
+    calendar = CalendarCache(pool, settings.window, settings.window_cache_seconds)
+    await calendar.refresh()
     return Services(
         settings=settings,
         pool=pool,
@@ -120,6 +124,7 @@ async def build_services(settings: Settings) -> Services:
         reference_body=body,
         reference_etag=etag,
         sampler=sampler,
+        calendar=calendar,
     )
 
 

@@ -58,8 +58,9 @@ CONFIG = """
 generation.allow-extra-parameters = false
 
 [[operations]]
-include-path = "/api/v1/me/registration"
-include-method = "PUT"
+# By name: Schemathesis joins an include-path and an include-method with "or", so the method
+# alone would also pick PUT /api/v1/ops/window.
+include-name = "PUT /api/v1/me/registration"
 # The form must carry the logged-in candidate's own national ID and existing school codes.
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409", "422", "429"]
 
@@ -80,6 +81,14 @@ include-path-regex = "^/api/v1/(auth|staff)/password$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "422", "429"]
 # Invalid bodies are refused, oversized ones before they are parsed (413 past 4 KiB).
 checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "413", "415", "422", "429"]
+
+[[operations]]
+include-path-regex = "^/api/v1/ops/(window|reopens)"
+# Codes must exist in the reference data or the roster, instants parse and agree (opens before
+# closes, a reopen ends within 31 days, a unit closes by the lock); closing twice is a 409.
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "401", "403", "404", "409", "422", "429",
+]
 
 [[operations]]
 include-path = "/api/v1/support/audit"

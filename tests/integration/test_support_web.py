@@ -124,18 +124,24 @@ async def test_every_console_page_requires_a_desk_login(
     assert (await client.get("/support", headers=auth)).status_code == 303
     assert "examreg_session" in client.cookies
     assert (await client.get("/support")).headers["location"] == "/support/login"
-    # An operator's password is right, but the console is not theirs: no session is left open.
+    # An operator's console is the calendar (issue 14): the desk's pages send them there, and
+    # no candidate page of the desk opens for them.
     await add_staff(harness, pool, "p-operator", "operator")
-    refused = await console_login(client, "p-operator")
-    assert refused.status_code == 403 and "không dùng được bàn hỗ trợ" in refused.text
-    assert "examreg_staff_session" not in refused.headers.get("set-cookie", "")
-    # Logged in through the JSON API instead, the operator gets the API's 403 on the pages.
-    api = await client.post(
-        "/api/v1/staff/login", json={"username": "p-operator", "password": PASSWORD}
-    )
-    assert api.status_code == 200 and "examreg_staff_session" in client.cookies
-    forbidden = await client.get("/support")
-    assert forbidden.status_code == 403 and "không có quyền" in forbidden.text
+    signed_in = await console_login(client, "p-operator")
+    assert signed_in.status_code == 303
+    for path in pages:
+        sent = await client.get(path)
+        assert (sent.status_code, sent.headers["location"]) == (303, "/support/window"), path
+    calendar = await client.get("/support/window")
+    assert calendar.status_code == 200 and 'id="reopen-form"' in calendar.text
+    assert 'id="nav-search"' not in calendar.text
+    client.cookies.clear()
+    # A support agent has the desk and not the calendar.
+    await add_staff(harness, pool, "p-agent", "support")
+    await console_login(client, "p-agent")
+    refused = await client.get("/support/window")
+    assert refused.status_code == 403 and "không có quyền" in refused.text
+    client.cookies.clear()
     assert await audit_rows(pool) == []
 
 

@@ -3,13 +3,24 @@
 -- Every call stays in one cluster slot: the submission functions' keys carry the shard's hash tag,
 -- and each login-throttle function touches a single key.
 
+-- The server's clock in ms: every API process judges deadlines and throttles on this one clock.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
 -- examreg_submit: idempotency check, version, enqueue and read-your-writes record, atomically.
 -- KEYS: 1 stream, 2 candidate hash, 3 idempotency record
 -- ARGV: 1 candidate_id, 2 idempotency key, 3 request hash, 4 receipt id, 5 accepted_at,
---       6 phase, 7 form (JSON), 8 idempotency TTL seconds, 9 max stream length (0 = no limit)
+--       6 phase, 7 form (JSON), 8 idempotency TTL seconds, 9 max stream length (0 = no limit),
+--       10 the candidate's deadline in epoch ms on this server's clock (0 or absent = none)
 -- Returns {'new', version, receipt, accepted_at, phase, stream id}
 --      or {'replay', version, receipt, accepted_at, phase} for the same key and body,
---      or {'reused'} for the same key with another body, or {'overloaded'} when the shard is full.
+--      or {'reused'} for the same key with another body, {'overloaded'} when the shard is full,
+--      or {'closed'} at or after the deadline.
+-- The deadline is judged here, on one clock for every API process, in the same atomic step as
+-- the XADD: every 202 of the lock's race was appended before the instant, every later call is
+-- refused (issue 14 item 3). A replay of a key accepted in time still answers its 202.
 local function submit(keys, args)
   local prior = redis.call('HMGET', keys[3], 'hash', 'version', 'receipt', 'at', 'phase')
   if prior[1] then
@@ -17,6 +28,10 @@ local function submit(keys, args)
       return {'replay', prior[2], prior[3], prior[4], prior[5]}
     end
     return {'reused'}
+  end
+  local deadline = tonumber(args[10] or '0') or 0
+  if deadline > 0 and now_ms() >= deadline then
+    return {'closed'}
   end
   local limit = tonumber(args[9])
   if limit > 0 and redis.call('XLEN', keys[1]) >= limit then
@@ -56,10 +71,6 @@ end
 -- The login throttle (engine/adapters/sessions.py). Time is the server's, so every API process
 -- counts on one clock. An attempt is counted when it is let through, before the password is
 -- checked: concurrent attempts cannot all pass one check before any of them is counted.
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
 
 -- examreg_throttle_account: let one login attempt on an account through, or say how long to wait.
 -- After `free` attempts that did not succeed, each further one waits first * 2^(n - free) ms

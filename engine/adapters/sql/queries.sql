@@ -1,7 +1,8 @@
 -- Named queries of engine.store, loaded once at import. Each block starts with "-- name: <name>".
 
 -- name: candidate_login
-SELECT candidate_id, password_hash, must_change_password
+SELECT candidate_id, password_hash, must_change_password,
+       province_code || '-' || school_code AS unit
 FROM candidates WHERE national_id = $1;
 
 -- name: candidate_profile
