@@ -25,7 +25,7 @@ from engine.services.dead_letter_desk import DeadLetterRefused, Operator
 from engine.settings import Settings
 
 
-def _actor(given: str | None) -> str:
+def operator_actor(given: str | None) -> str:
     """Who the audit log names: `--actor`, else the OS user running the command."""
     if given is None:
         try:
@@ -73,7 +73,7 @@ def _print_letters(rows: list[dict[str, Any]]) -> None:
 def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     """List, show or replay the entries the writers could not store (audited, issue 12)."""
     dsn, redis_url = require_urls(settings)
-    actor = _actor(args.actor)
+    actor = operator_actor(args.actor)
 
     async def run(conn: backend.Connection) -> Any:
         client = streams.connect(redis_url, timeout=settings.io_timeout_seconds)
