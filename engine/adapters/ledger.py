@@ -241,3 +241,27 @@ async def save_report(client: aioredis.Redis, body: bytes) -> None:
 async def last_report(client: aioredis.Redis) -> str | None:
     value: Any = await client.get(REPORT_KEY)
     return None if value is None else str(value)
+
+
+RUNNING_KEY = "examreg:reconcile:running"
+
+
+async def claim_run(client: aioredis.Redis, holder: str, seconds: int) -> bool:
+    """Take the one-run-at-a-time lock (it expires by itself should its holder die)."""
+    return bool(await client.set(RUNNING_KEY, holder, nx=True, ex=seconds))
+
+
+async def running(client: aioredis.Redis) -> str | None:
+    value: Any = await client.get(RUNNING_KEY)
+    return None if value is None else str(value)
+
+
+async def release_run(client: aioredis.Redis, holder: str) -> None:
+    """Drop the lock if it is still ours (compare and delete, atomically)."""
+    await client.eval(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
+        " return 0",
+        1,
+        RUNNING_KEY,
+        holder,
+    )

@@ -19,7 +19,9 @@ shards; `reconcile` releases the ones it meets. It must not read a request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -219,3 +221,50 @@ def audit_detail(summary: dict[str, Any]) -> dict[str, Any]:
         "scanned": summary["scanned"],
         "duration_seconds": summary["duration_seconds"],
     }
+
+
+_RUN_LOCK_SECONDS = 3600
+_background: set[asyncio.Task[None]] = set()
+
+
+class AlreadyRunning(Exception):
+    """Another reconciliation is under way (one at a time: each reads every hash and row)."""
+
+
+async def start(
+    client: backend.Redis,
+    pool: backend.Pool,
+    settings: Settings,
+    *,
+    max_queued_age: float,
+    on_done: Any = None,
+) -> str:
+    """Start a run in this process's background, one at a time across the deployment; returns
+    the run's id. Its report replaces the last one in Redis when it ends.
+
+    Raises:
+        AlreadyRunning: a run (from any process or command) holds the lock.
+    """
+    run_id = secrets.token_hex(8)
+    if not await ledger.claim_run(client, run_id, _RUN_LOCK_SECONDS):
+        raise AlreadyRunning()
+
+    async def run() -> None:
+        try:
+            summary = await reconcile(client, pool, settings, max_queued_age=max_queued_age)
+            if on_done is not None:
+                await on_done(summary)
+        except backend.BACKEND_ERRORS as exc:
+            log.warning("reconcile run %s failed: %s", run_id, type(exc).__name__)
+        finally:
+            await ledger.release_run(client, run_id)
+
+    task = asyncio.create_task(run())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return run_id
+
+
+async def state(client: backend.Redis) -> dict[str, Any]:
+    """The last report and whether a run is under way (GET /api/v1/ops/reconcile)."""
+    return {"running": await ledger.running(client) is not None, "last": await last_report(client)}

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from engine.adapters import streams
+from engine.adapters.passwords import make_hasher
 from engine.runtime import cli
 from engine.services import reconciliation
 from tests.conftest import Harness
@@ -219,3 +220,80 @@ async def test_the_command_prints_json_exits_by_the_gate_and_is_audited(
     assert rows[1]["reason"] == "INC-7 review gate"
     assert rows[0]["detail"]["actor"] == "ops.kim" and rows[0]["detail"]["ok"] is True
     assert rows[1]["detail"]["counts"]["queued_over_limit"] == 1
+
+
+async def _staff_token(harness: Harness, pool: asyncpg.Pool, username: str, role: str) -> str:
+    await pool.execute(
+        "INSERT INTO staff (username, password_hash, role, must_change_password)"
+        " VALUES ($1, $2, $3, false)",
+        username,
+        make_hasher(harness.settings).hash("Ops-pass-2026"),
+        role,
+    )
+    response = await harness.client.post(
+        "/api/v1/staff/login", json={"username": username, "password": "Ops-pass-2026"}
+    )
+    assert response.status_code == 200, response.text
+    harness.client.cookies.clear()
+    return str(response.json()["token"])
+
+
+async def test_operators_start_a_run_read_its_report_and_scrape_its_counts(
+    harness: Harness, roster: list[dict[str, Any]], pool: asyncpg.Pool, aredis: Any
+) -> None:
+    await _drained(harness, pool, aredis, roster)
+    candidate = roster[3]
+    await pool.execute(
+        "UPDATE registrations SET version = 1 WHERE candidate_id = $1", candidate["candidate_id"]
+    )
+    support = await _staff_token(harness, pool, "desk.rec", "support")
+    refused = await harness.client.post(
+        "/api/v1/ops/reconcile", headers={"Authorization": f"Bearer {support}"}
+    )
+    assert refused.status_code == 403
+    auth = {"Authorization": f"Bearer {await _staff_token(harness, pool, 'ops.rec', 'operator')}"}
+    before = await harness.client.get("/api/v1/ops/reconcile", headers=auth)
+    assert before.status_code == 200 and before.json() == {"running": False, "last": None}
+    bad = await harness.client.post(
+        "/api/v1/ops/reconcile", params={"max_queued_age": "-1"}, headers=auth
+    )
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "max_queued_age"
+    started = await harness.client.post(
+        "/api/v1/ops/reconcile", params={"reason": "unit review gate"}, headers=auth
+    )
+    assert started.status_code == 202, started.text
+    async with asyncio.timeout(30):
+        while True:
+            state = (await harness.client.get("/api/v1/ops/reconcile", headers=auth)).json()
+            if not state["running"] and state["last"] is not None:
+                break
+            await asyncio.sleep(0.1)
+    last = state["last"]
+    assert last["counts"]["version_mismatch"] == 1 and not last["ok"]
+    assert last["exceptions"]["version_mismatch"][0]["candidate_id"] == candidate["candidate_id"]
+    scraped = (await harness.client.get("/metrics")).text
+    assert 'examreg_reconcile_exceptions{kind="version_mismatch"} 1.0' in scraped
+    assert 'examreg_reconcile_exceptions{kind="missing"} 0.0' in scraped
+    assert "examreg_reconcile_ok 0.0" in scraped
+    assert "examreg_reconcile_last_run_timestamp_seconds 1." in scraped
+    assert str(candidate["candidate_id"]) not in [
+        line.split("{")[1].split("}")[0]
+        for line in scraped.splitlines()
+        if "reconcile" in line and "{" in line
+    ]
+    async with asyncio.timeout(10):
+        while not await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'reconcile'"):
+            await asyncio.sleep(0.05)
+    row = await pool.fetchrow("SELECT * FROM audit_log WHERE action = 'reconcile'")
+    assert row["role"] == "operator" and row["reason"] == "unit review gate"
+    assert row["client_addr"] is not None and row["detail"]["actor"] == "ops.rec"
+
+
+async def test_a_second_run_while_one_holds_the_lock_is_refused(
+    harness: Harness, pool: asyncpg.Pool, aredis: Any
+) -> None:
+    auth = {"Authorization": f"Bearer {await _staff_token(harness, pool, 'ops.two', 'admin')}"}
+    await aredis.set("examreg:reconcile:running", "someone-else", ex=60)
+    refused = await harness.client.post("/api/v1/ops/reconcile", headers=auth)
+    assert refused.status_code == 409 and refused.json()["code"] == "reconcile_running"
+    assert (await harness.client.get("/api/v1/ops/reconcile", headers=auth)).json()["running"]
