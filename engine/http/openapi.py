@@ -323,12 +323,16 @@ def _paths() -> dict[str, Any]:
         },
         "/api/v1/support/audit": {
             "get": _op(
-                "The audit log (admin)",
+                "The record of every action, newest first (admin): the audit log (candidates'"
+                " logins and password changes, staff reads, operators' and admins' commands) and"
+                " the submissions and edits derived from the persisted versions",
                 {"200": _json(_OBJ)},
                 (401, 403, 422),
                 security=_STAFF,
                 parameters=[
                     _query("staff"),
+                    _query("actor"),  # a username, an operator's --actor, or candidate:<id>
+                    _query("action"),  # login, submit, edit, search, reconcile, …
                     _query("candidate", _QUERY_ID),
                     _query("since"),  # ISO 8601 instants
                     _query("until"),

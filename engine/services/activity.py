@@ -16,6 +16,25 @@ from typing import Any
 
 from engine.adapters import backend, support_store
 
+# The actions the record holds, for the console's filter (a filter may name any other too).
+ACTIONS = (
+    "login",
+    "login_failed",
+    "password_change",
+    "submit",
+    "edit",
+    "search",
+    "detail",
+    "reveal",
+    "password_reset",
+    "audit_read",
+    "dead_letter_list",
+    "dead_letter_show",
+    "dead_letter_replay",
+    "trial_purge",
+    "reconcile",
+)
+
 
 async def record_operator(
     conn: backend.Connection | backend.Pool,
@@ -61,22 +80,25 @@ async def _insert(
     )
 
 
-async def record_candidate(
+async def record_account(
     pool: backend.Pool,
-    candidate_id: int,
+    kind: str,
+    subject: int,
     action: str,
     address: str | None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """A candidate's own action (login, password change): one INSERT, never on the submission's
-    path. The candidate is the row's `candidate_id`; the role is `candidate`."""
+    """An account holder's own action (login, password change): one INSERT, never on the
+    submission's path. A candidate is the row's `candidate_id` (role `candidate`), a staff
+    member its `staff_id` (role `staff`: the row keeps who, the staff table their role)."""
+    candidate = kind == "candidate"
     async with pool.acquire() as conn:
         await support_store.audit(
             conn,
-            staff_id=None,
-            role="candidate",
+            staff_id=None if candidate else subject,
+            role="candidate" if candidate else "staff",
             action=action,
-            candidate_id=candidate_id,
+            candidate_id=subject if candidate else None,
             reason=None,
             client_addr=address,
             detail=detail or {},

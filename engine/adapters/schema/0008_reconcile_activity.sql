@@ -39,14 +39,14 @@ $$;
 -- persisted (version 1 a `submit`, later ones an `edit`; the trial's voided ones too). `actor`
 -- is the staff username, the operator's `detail.actor`, or `candidate:<id>`; never a national ID.
 CREATE VIEW activity AS
-SELECT 'audit:' || a.audit_id AS entry_id, a.at, a.role,
+SELECT 'audit:' || a.audit_id AS entry_id, a.audit_id, a.at, st.username AS staff, a.role,
        coalesce(st.username, a.detail ->> 'actor',
                 CASE WHEN a.candidate_id IS NOT NULL THEN 'candidate:' || a.candidate_id END,
                 a.role) AS actor,
        a.action, a.candidate_id, a.reason, host(a.client_addr) AS client_addr, a.detail
 FROM audit_log a LEFT JOIN staff st USING (staff_id)
 UNION ALL
-SELECT 'version:' || v.candidate_id || ':' || v.version, v.accepted_at, 'candidate',
+SELECT 'version:' || v.candidate_id || ':' || v.version, NULL, v.accepted_at, NULL, 'candidate',
        'candidate:' || v.candidate_id,
        CASE WHEN v.version = 1 THEN 'submit' ELSE 'edit' END, v.candidate_id, NULL, NULL,
        jsonb_build_object('version', v.version, 'receipt_id', v.receipt_id, 'phase', v.phase,
@@ -57,7 +57,7 @@ SELECT 'version:' || v.candidate_id || ':' || v.version, v.accepted_at, 'candida
                                         AND p.version = v.version - 1))
 FROM registration_versions v
 UNION ALL
-SELECT 'purged:' || p.candidate_id || ':' || p.version, p.accepted_at, 'candidate',
+SELECT 'purged:' || p.candidate_id || ':' || p.version, NULL, p.accepted_at, NULL, 'candidate',
        'candidate:' || p.candidate_id,
        CASE WHEN p.version = 1 THEN 'submit' ELSE 'edit' END, p.candidate_id, NULL, NULL,
        jsonb_build_object('version', p.version, 'receipt_id', p.receipt_id, 'phase', 'trial',
