@@ -12,7 +12,12 @@ Seeding shortcuts (the figure is reconcile's, not the seeding's): roster and his
 generated inside PostgreSQL (`INSERT … SELECT generate_series`, foreign-key triggers skipped),
 with an empty form; the Redis hashes are written by pipelined HSET, 10,000 per round trip.
 
-    .venv/bin/python -m benchmarks.reconcile_scale [--candidates 1200000] [--keep DIR]
+With `--live R` the system is live during the run: a writer process drains the streams and R
+new versions a second are enqueued (by the API's own enqueue function) for candidates outside
+the seeded exceptions; the seeded dead letters, missing versions and mismatches must then be
+found exactly, and nothing else but versions still queued.
+
+    .venv/bin/python -m benchmarks.reconcile_scale [--candidates 1200000] [--live 100] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,13 +109,13 @@ async def seed_redis(url: str, n: int) -> None:
         await client.aclose()
 
 
-async def seed_exceptions(url: str, dsn: str, n: int) -> None:
+async def seed_exceptions(url: str, dsn: str, n: int, queued: int) -> None:
     """A few of each kind, on candidates at the end of the roster."""
     client: aioredis.Redis = streams.connect(url, timeout=60)
     conn = await asyncpg.connect(dsn)
     try:
         cid = n
-        for _ in range(EXCEPTIONS["queued"] + EXCEPTIONS["dead_lettered"]):
+        for _ in range(queued + EXCEPTIONS["dead_lettered"]):
             shard, version = cid % SHARDS, counter_of(cid) + 1
             entry = await client.xadd(
                 streams.stream_key(shard),
@@ -119,7 +127,8 @@ async def seed_exceptions(url: str, dsn: str, n: int) -> None:
             )
             if cid > n - EXCEPTIONS["dead_lettered"]:
                 writer = streams.StreamShard(client, shard, "bench")
-                [(entry_id, fields)] = await client.xrange(streams.stream_key(shard), entry, entry)
+                [(entry_id, fields)] = await writer.read(1, None)  # delivered, as a writer would
+                assert entry_id == entry
                 await writer.dead_letter(entry_id, fields, "23514: CheckViolationError")
             cid -= 1
         for _ in range(EXCEPTIONS["missing"]):  # acknowledged, then lost from the stream
@@ -133,6 +142,33 @@ async def seed_exceptions(url: str, dsn: str, n: int) -> None:
     finally:
         await client.aclose()
         await conn.close()
+
+
+async def live_load(url: str, n: int, rate: float, stop: threading.Event) -> int:
+    """New versions for random candidates outside the seeded ones, `rate` a second."""
+    client = streams.connect(url, timeout=30)
+    enqueuer = streams.Enqueuer(
+        client, idempotency_ttl=3600, max_backlog_per_shard=0, retry_after=5, timeout=30
+    )
+    rng, sent, step = random.Random(7), 0, max(1, int(rate / 10))
+    try:
+        while not stop.is_set():
+            batch = [
+                streams.Submission(
+                    cid,
+                    cid % SHARDS,
+                    f"live-{sent + i}",
+                    {"full_name": "THI SINH LIVE"},
+                    "official",
+                )
+                for i, cid in enumerate(rng.randint(1, n - 1000) for _ in range(step))
+            ]
+            await asyncio.gather(*(enqueuer.submit(b) for b in batch))
+            sent += len(batch)
+            await asyncio.sleep(step / rate)
+    finally:
+        await client.aclose()
+    return sent
 
 
 def measure(env: dict[str, str]) -> tuple[dict[str, object], str]:
@@ -151,6 +187,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", type=int, default=1_200_000)
     parser.add_argument("--keep", default=None, help="data directory to keep (default: scratch)")
+    parser.add_argument("--live", type=float, default=0.0, help="new versions a second, live")
     args = parser.parse_args()
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="examreg-recon-"))
     services = EmbeddedServices(root / "services", redis_maxmemory="4gb")
@@ -159,7 +196,10 @@ def main() -> int:
         started = time.monotonic()
         asyncio.run(seed_database(endpoints.database_url, args.candidates))
         asyncio.run(seed_redis(endpoints.redis_url, args.candidates))
-        asyncio.run(seed_exceptions(endpoints.redis_url, endpoints.database_url, args.candidates))
+        queued = 0 if args.live else EXCEPTIONS["queued"]  # a live writer would take them
+        asyncio.run(
+            seed_exceptions(endpoints.redis_url, endpoints.database_url, args.candidates, queued)
+        )
         print(f"seeded {args.candidates:,} candidates in {time.monotonic() - started:.0f} s")
         env = {
             **os.environ,
@@ -168,7 +208,26 @@ def main() -> int:
             "EXAMREG_STREAM_SHARDS": str(SHARDS),
             "EXAMREG_DATA_DIR": str(root),
         }
-        summary, timing = measure(env)
+        writer, stop, sent = None, threading.Event(), [0]
+        if args.live:
+            examreg = str(Path(sys.executable).with_name("examreg"))
+            writer = subprocess.Popen([examreg, "writer"], env=env, start_new_session=True)
+            load = threading.Thread(
+                target=lambda: sent.__setitem__(
+                    0, asyncio.run(live_load(endpoints.redis_url, args.candidates, args.live, stop))
+                )
+            )
+            load.start()
+            time.sleep(10)  # the writer's start-up sweep, and a backlog flowing
+        try:
+            summary, timing = measure(env)
+        finally:
+            stop.set()
+            if writer is not None:
+                load.join()
+                os.killpg(writer.pid, signal.SIGTERM)
+                writer.wait(60)
+                print(f"live: {sent[0]:,} versions enqueued during the run, a writer draining")
         wall = re.search(r"Elapsed \(wall clock\) time.*: (\S+)", timing)
         rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", timing)
         cpu = re.search(r"User time \(seconds\): (\S+)", timing)
@@ -182,6 +241,8 @@ def main() -> int:
         print(f"report duration {summary['duration_seconds']} s")
         expected = {**dict.fromkeys(summary["counts"], 0), **EXCEPTIONS}  # type: ignore[arg-type]
         found = dict(summary["counts"])  # type: ignore[call-overload]
+        if args.live:  # what is queued depends on the moment; nothing else may differ
+            expected["queued"] = found["queued"]
         print("seeded exceptions found exactly:", found == expected)
         return 0 if found == expected else 1
     finally:

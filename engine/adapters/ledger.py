@@ -48,14 +48,10 @@ class Snapshot:
     """What the streams held when read: entries and dead letters by (candidate, version)."""
 
     entries: dict[tuple[int, int], StreamFact] = field(default_factory=dict)
-    dead: dict[tuple[int, int], DeadFact] = field(default_factory=dict)
-    unkeyed_dead: list[DeadFact] = field(default_factory=list)  # malformed: no candidate/version
+    dead: dict[tuple[int, int], DeadFact] = field(default_factory=dict)  # for lookups
+    dead_letters: list[DeadFact] = field(default_factory=list)  # every one, each reported
     stream_last: dict[int, str] = field(default_factory=dict)  # last id read, per shard
     dead_last: dict[int, str] = field(default_factory=dict)
-
-    @property
-    def dead_letters(self) -> list[DeadFact]:
-        return [*self.dead.values(), *self.unkeyed_dead]
 
 
 async def _xrange_pages(
@@ -148,9 +144,8 @@ def _add_dead(
             fields.get("reason", ""),
             _age(fields, fields.get("source_id", dead_id), now_ms),
         )
-        if cid is None or version is None:
-            snapshot.unkeyed_dead.append(fact)
-        else:
+        snapshot.dead_letters.append(fact)
+        if cid is not None and version is not None:
             snapshot.dead[(cid, version)] = fact
 
 
