@@ -487,7 +487,7 @@ def _detail_text(detail: Any) -> str:
         return ""
     parts = []
     for name, value in detail.items():
-        if name in ("host",):
+        if name == "host" or value is None:
             continue
         shown = orjson.dumps(value).decode() if isinstance(value, (dict, list)) else str(value)
         parts.append(f"{name}: {shown}")

@@ -28,8 +28,8 @@ DESK_CATALOG: Final[Mapping[str, tuple[str, str]]] = {
     "desk_audit_invalid": ("Chưa xem được:", "The record could not be read:"),
     "desk_audit_actor": ("Người thực hiện", "Actor"),
     "desk_audit_actor_hint": (
-        "Tên đăng nhập cán bộ, người vận hành, hoặc candidate:<mã thí sinh>",
-        "A staff username, an operator, or candidate:<candidate ID>",
+        "Tên đăng nhập cán bộ, người vận hành, hoặc candidate: và mã thí sinh (candidate:22)",
+        "A staff username, an operator, or candidate: and the candidate ID (candidate:22)",
     ),
     "desk_audit_action": ("Thao tác", "Action"),
     "desk_audit_action_hint": (
