@@ -17,7 +17,7 @@ import pytest
 
 from engine.adapters import streams
 from engine.adapters.passwords import make_hasher
-from engine.runtime import cli
+from engine.runtime import cli, writer
 from engine.services import reconciliation
 from tests.conftest import Harness
 from tests.support import drain, form_for
@@ -297,3 +297,55 @@ async def test_a_second_run_while_one_holds_the_lock_is_refused(
     refused = await harness.client.post("/api/v1/ops/reconcile", headers=auth)
     assert refused.status_code == 409 and refused.json()["code"] == "reconcile_running"
     assert (await harness.client.get("/api/v1/ops/reconcile", headers=auth)).json()["running"]
+
+
+async def test_submissions_and_writes_during_a_run_raise_no_false_exception(
+    harness: Harness, roster: list[dict[str, Any]], pool: asyncpg.Pool, aredis: Any
+) -> None:
+    """The system live: a writer drains while candidates submit and edit; every run reports
+    nothing but versions still queued (a race in the proof would show as missing or mismatch)."""
+    candidates = roster[14:24]
+    tokens = [await harness.login(c) for c in candidates]
+    stop, done = asyncio.Event(), asyncio.Event()
+    writer_task = asyncio.create_task(
+        writer.run_writer(
+            harness.settings, pool, aredis, range(harness.settings.stream_shards), "live", stop
+        )
+    )
+
+    async def submit_all() -> int:
+        sent = 0
+        while not done.is_set():
+            for candidate, auth in zip(candidates, tokens, strict=True):
+                response = await harness.client.put(
+                    "/api/v1/me/registration",
+                    json=form_for(candidate, seed=sent % 3 + 1),
+                    headers={**auth, "Idempotency-Key": f"live-{sent}"},
+                )
+                assert response.status_code == 202, response.text
+                sent += 1
+        return sent
+
+    load = asyncio.create_task(submit_all())
+    try:
+        runs = []
+        for _ in range(5):
+            runs.append(await _run(harness, pool, aredis, max_queued_age=3600))
+            await asyncio.sleep(0.05)
+    finally:
+        done.set()
+        sent = await load
+        stop.set()
+        await asyncio.wait_for(writer_task, 30)
+    assert sent > 20, "the runs overlapped real traffic"
+    for summary in runs:
+        assert {k: v for k, v in summary["counts"].items() if k != "queued"} == {
+            "queued_over_limit": 0,
+            "dead_lettered": 0,
+            "missing": 0,
+            "version_mismatch": 0,
+        }, summary["exceptions"]
+    await drain(harness.settings, pool, aredis)
+    final = await _run(harness, pool, aredis)
+    assert set(final["counts"].values()) == {0}
+    assert final["scanned"]["acknowledged"] == sent
