@@ -288,3 +288,12 @@ class Unavailable(ExamregError):
     code = "unavailable"
     title = "Hệ thống tạm thời gián đoạn. Vui lòng thử lại sau."
     title_en = "The service is temporarily unavailable. Please retry later."
+
+
+class ReconcileRunning(ExamregError):
+    """A reconciliation is already under way (one at a time); its report replaces the last."""
+
+    status = 409
+    code = "reconcile_running"
+    title = "Một lượt đối soát đang chạy; hãy xem kết quả khi nó kết thúc."
+    title_en = "A reconciliation is already running; read its report when it ends."

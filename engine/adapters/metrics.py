@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -173,7 +175,9 @@ class QueueCollector(Collector):
         *,
         backlog_limit: int | None = None,
         writers: int | None = None,
+        reconcile: Mapping[str, Any] | None = None,
     ) -> None:
+        self._reconcile = reconcile
         self._stats = stats
         self._memory = memory
         self._backlog_limit = backlog_limit
@@ -224,6 +228,8 @@ class QueueCollector(Collector):
                 "Writer processes (distinct consumers of group 'writers') seen in the last 15 s.",
                 value=self._writers,
             )
+        if self._reconcile is not None:
+            yield from reconcile_families(self._reconcile)
 
 
 def render(extra: Collector | None = None) -> tuple[bytes, str]:
@@ -281,3 +287,35 @@ def mark_process_dead(pid: int) -> None:
     """Drop a dead worker's live gauges (its counters stay, so totals never go backwards)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def reconcile_families(report: Mapping[str, Any]) -> Iterable[Metric]:
+    """The last reconciliation's counts by kind (no candidate in a label), when it ran, how long."""
+    exceptions = GaugeMetricFamily(
+        "examreg_reconcile_exceptions",
+        "Exceptions the last reconciliation found, by kind (queued, queued_over_limit,"
+        " dead_lettered, missing, version_mismatch).",
+        labels=["kind"],
+    )
+    for kind, count in sorted(report.get("counts", {}).items()):
+        exceptions.add_metric([str(kind)], float(count))
+    yield exceptions
+    try:
+        at = datetime.fromisoformat(str(report.get("at"))).timestamp()
+    except ValueError:
+        at = 0.0
+    yield GaugeMetricFamily(
+        "examreg_reconcile_last_run_timestamp_seconds",
+        "When the last reconciliation started (Unix time).",
+        value=at,
+    )
+    yield GaugeMetricFamily(
+        "examreg_reconcile_duration_seconds",
+        "How long the last reconciliation took.",
+        value=float(report.get("duration_seconds") or 0.0),
+    )
+    yield GaugeMetricFamily(
+        "examreg_reconcile_ok",
+        "1 when the last reconciliation passed the gate (nothing but recent queued versions).",
+        value=1.0 if report.get("ok") else 0.0,
+    )

@@ -343,6 +343,7 @@ async def registration_history(
 async def purge_trial(conn: asyncpg.Connection) -> tuple[int, int]:
     """Delete trial-phase data (domain.md §6.1: trial data is discarded); return rows removed."""
     async with conn.transaction():
+        await conn.execute(QUERIES["record_trial_purge"])
         history = await conn.execute(QUERIES["purge_trial_history"])
         current = await conn.execute(QUERIES["purge_trial_current"])
     return _count(history), _count(current)

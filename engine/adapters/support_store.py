@@ -189,22 +189,30 @@ async def reset_password(conn: Connection, candidate_id: int, password_hash: str
 
 @dataclass(frozen=True, slots=True)
 class AuditQuery:
+    """A page of the record of actions (the `activity` view: the audit log and the submissions
+    derived from the persisted versions), newest first, every filter optional."""
+
     staff: str | None = None  # username
     candidate_id: int | None = None
     since: datetime | None = None
     until: datetime | None = None
     page: int = 1
     page_size: int = 50
+    actor: str | None = None  # username, an operator's --actor, or candidate:<id>
+    action: str | None = None  # login, submit, edit, search, reconcile, …
 
 
 async def read_audit(conn: Connection, query: AuditQuery) -> list[dict[str, Any]]:
+    """One page (plus one row, to tell whether there is a next page)."""
     conditions: list[str] = []
     params: list[Any] = []
     for fragment, value in (
-        ("st.username = ?", query.staff),
-        ("a.candidate_id = ?", query.candidate_id),
-        ("a.at >= ?", query.since),
-        ("a.at < ?", query.until),
+        ("staff = ?", query.staff),
+        ("candidate_id = ?", query.candidate_id),
+        ("at >= ?", query.since),
+        ("at < ?", query.until),
+        ("actor = ?", query.actor),
+        ("action = ?", query.action),
     ):
         if value is not None:
             params.append(value)
@@ -212,11 +220,10 @@ async def read_audit(conn: Connection, query: AuditQuery) -> list[dict[str, Any]
     size = min(max(query.page_size, 1), 200)
     params += [size + 1, (max(query.page, 1) - 1) * size]
     rows = await conn.fetch(
-        "SELECT a.audit_id, a.at, st.username AS staff, a.role, a.action, a.candidate_id,"  # noqa: S608
-        " a.reason, host(a.client_addr) AS client_addr, a.detail"
-        " FROM audit_log a LEFT JOIN staff st USING (staff_id)"
+        "SELECT entry_id, audit_id, at, staff, actor, role, action, candidate_id, reason,"  # noqa: S608
+        " client_addr, detail FROM activity"
         f" WHERE {' AND '.join(conditions) or 'true'}"
-        f" ORDER BY a.at DESC, a.audit_id DESC LIMIT ${len(params) - 1} OFFSET ${len(params)}",
+        f" ORDER BY at DESC, entry_id DESC LIMIT ${len(params) - 1} OFFSET ${len(params)}",
         *params,
     )
     return [dict(r) for r in rows]

@@ -395,12 +395,16 @@ def _paths() -> dict[str, Any]:
         },
         "/api/v1/support/audit": {
             "get": _op(
-                "The audit log (admin)",
+                "The record of every action, newest first (admin): the audit log (candidates'"
+                " logins and password changes, staff reads, operators' and admins' commands) and"
+                " the submissions and edits derived from the persisted versions",
                 {"200": _json(_OBJ)},
                 (401, 403, 422),
                 security=_STAFF,
                 parameters=[
                     _query("staff"),
+                    _query("actor"),  # a username, an operator's --actor, or candidate:<id>
+                    _query("action"),  # login, submit, edit, search, reconcile, …
                     _query("candidate", _QUERY_ID),
                     _query("since"),  # ISO 8601 instants
                     _query("until"),
@@ -539,6 +543,37 @@ def _paths() -> dict[str, Any]:
                     }
                 ],
             )
+        },
+        "/api/v1/ops/reconcile": {
+            "get": _op(
+                "The last reconciliation's report (counts by kind: queued, queued_over_limit,"
+                " dead_lettered, missing, version_mismatch; a sample of each) and whether one"
+                " runs now (operator, admin; docs/runbook.md)",
+                {"200": _json(_OBJ)},
+                (401, 403, 503),
+                security=_STAFF,
+            ),
+            "post": _op(
+                "Start a reconciliation in the background, one at a time; audited with the reason"
+                " (operator, admin)",
+                {"202": _json(_OBJ, "Started")},
+                (401, 403, 409, 422, 503),
+                security=_STAFF,
+                parameters=[
+                    {
+                        "name": "max_queued_age",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "number", "minimum": 0, "maximum": 86400},
+                    },
+                    {
+                        "name": "reason",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "maxLength": 500},
+                    },
+                ],
+            ),
         },
         "/healthz": {"get": _op("Process alive", {"200": _json(_OBJ)})},
         "/readyz": {"get": _op("Redis and PostgreSQL reachable", {"200": _json(_OBJ)}, (503,))},

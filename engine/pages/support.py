@@ -4,8 +4,10 @@ Owns the `/support` page routes: staff login (the candidates' login flow: same t
 and rotated session, with the staff kind), the forced password change, logout, the search page with
 its paginated results, the reason prompt, the candidate's record (roster data, current registration,
 every version, the pipeline state), reveal and password reset (POST-redirect-GET: its one-time
-password is shown once, and a reload never issues another). What each of those reads or writes,
-and its audit row, is `engine.services.support_desk`'s, shared with `engine.http.support`.
+password is shown once, and a reload never issues another), and the admin's record of every
+action (`/support/audit`: filters by actor, action, candidate and time, paged). What each of
+those reads or writes, and its audit row, is `engine.services.support_desk`'s (the record's,
+`engine.services.activity_log`'s), shared with `engine.http.support`.
 
 Every read of a candidate is a POST carrying the session's CSRF token, the search included: a
 link from elsewhere cannot make an agent run an audited read with a reason someone else chose,
@@ -20,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -51,8 +54,8 @@ from engine.pages.page import (
     session_or_none,
 )
 from engine.pages.webform import Values, first
+from engine.services import activity, activity_log, support_desk
 from engine.services import staff as staff_service
-from engine.services import support_desk
 from engine.services.accounts import Login
 from engine.services.container import Services
 from engine.services.staff import StaffSession, staff_member
@@ -433,8 +436,93 @@ async def reset_result(request: Request) -> Response:
     )
 
 
+# -- the record of actions (admin) ---------------------------------------------------------------
+
+AUDIT: Final = f"{HOME}/audit"
+
+
+def _require_admin(desk: Desk) -> None:
+    if desk.staff.role not in support_desk.ADMIN:
+        raise Forbidden()
+
+
+def _audit_params(values: Values) -> dict[str, str]:
+    """The form's filters as the API's; a datetime-local field is Vietnam's time."""
+    params = {name: first(values, name).strip() for name in activity_log.FILTERS}
+    for name in ("since", "until"):
+        if params[name] and len(params[name]) <= 19:  # no offset typed: the desk's clock
+            params[name] += ("" if len(params[name]) > 16 else ":00") + "+07:00"
+    params["candidate"] = "".join(params["candidate"].split())
+    return params
+
+
+def _audit_page(
+    request: Request,
+    desk: Desk,
+    session: Session,
+    values: Values,
+    *,
+    found: Mapping[str, Any] | None = None,
+    errors: Mapping[str, Sequence[str]] | None = None,
+    status: int = 200,
+) -> Response:
+    entries = [
+        {**e, "at": local_time(e["at"]), "detail": _detail_text(e.get("detail"))}
+        for e in (found or {}).get("entries", ())
+    ]
+    kept = {name: first(values, name).strip() for name in activity_log.FILTERS}
+    return _render(
+        request,
+        "support/audit.html",
+        session,
+        desk.staff,
+        status,
+        values={name: [value] for name, value in kept.items() if value},
+        params={name: value for name, value in kept.items() if value and name != "page"},
+        errors=dict(errors or {}),
+        found=found,
+        entries=entries,
+        actions=activity.ACTIONS,
+    )
+
+
+def _detail_text(detail: Any) -> str:
+    """What changed, in one line: the detail's fields (names, counts, versions; no form data)."""
+    if not isinstance(detail, Mapping):
+        return ""
+    parts = []
+    for name, value in detail.items():
+        if name == "host" or value is None:
+            continue
+        shown = orjson.dumps(value).decode() if isinstance(value, (dict, list)) else str(value)
+        parts.append(f"{name}: {shown}")
+    return "; ".join(parts)[:600]
+
+
+@console
+async def audit_page(request: Request) -> Response:
+    """The filters, nothing read yet (a read is a POST, audited, like every desk read)."""
+    desk, session = await _viewed(request)
+    _require_admin(desk)
+    return _audit_page(request, desk, session, {})
+
+
+@console
+async def audit_submit(request: Request) -> Response:
+    desk, session, values = await _posted(request)
+    _require_admin(desk)
+    try:
+        found = await activity_log.read(desk, _audit_params(values))
+    except InvalidRequest as exc:
+        errors = _field_errors(exc, page_language(request))
+        return _audit_page(request, desk, session, values, errors=errors, status=exc.status)
+    return _audit_page(request, desk, session, values, found=found)
+
+
 routes = [
     *accounts.routes(),
+    Route(AUDIT, audit_page, methods=["GET"], include_in_schema=False),
+    Route(AUDIT, audit_submit, methods=["POST"], include_in_schema=False),
     Route(HOME, search_page, methods=["GET"], include_in_schema=False),
     Route(HOME, search_submit, methods=["POST"], include_in_schema=False),
     Route(

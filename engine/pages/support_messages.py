@@ -14,6 +14,41 @@ DESK_CATALOG: Final[Mapping[str, tuple[str, str]]] = {
     # chrome
     "desk_title": ("Bàn hỗ trợ thí sinh", "Candidate support desk"),
     "desk_nav_search": ("Tìm thí sinh", "Find a candidate"),
+    "desk_nav_audit": ("Nhật ký thao tác", "Record of actions"),
+    # the record of actions (admin)
+    "desk_audit_title": ("Nhật ký thao tác", "Record of actions"),
+    "desk_audit_intro": (
+        "Mọi thao tác của thí sinh (đăng nhập, nộp, sửa phiếu, đổi mật khẩu), cán bộ hỗ trợ, "
+        "vận hành và quản trị, mới nhất trước. Không sửa hay xoá được. Mỗi lần xem cũng được ghi "
+        "nhật ký.",
+        "Every action of candidates (login, submit, edit, password change), desk staff, "
+        "operators and admins, newest first. Nothing can be changed or deleted. Every read of "
+        "it is recorded too.",
+    ),
+    "desk_audit_invalid": ("Chưa xem được:", "The record could not be read:"),
+    "desk_audit_actor": ("Người thực hiện", "Actor"),
+    "desk_audit_actor_hint": (
+        "Tên đăng nhập cán bộ, người vận hành, hoặc candidate: và mã thí sinh (candidate:22)",
+        "A staff username, an operator, or candidate: and the candidate ID (candidate:22)",
+    ),
+    "desk_audit_action": ("Thao tác", "Action"),
+    "desk_audit_action_hint": (
+        "Ví dụ: login, submit, edit, search, reconcile",
+        "For example: login, submit, edit, search, reconcile",
+    ),
+    "desk_audit_since": ("Từ thời điểm", "From"),
+    "desk_audit_until": ("Đến trước thời điểm", "Until (before)"),
+    "desk_audit_time_hint": ("Giờ Việt Nam (GMT+7)", "Vietnam time (GMT+7)"),
+    "desk_audit_reason_hint": (
+        "Không bắt buộc: lý do xem nhật ký (số phiếu), được ghi lại.",
+        "Optional: why you read the record (a ticket); it is recorded.",
+    ),
+    "desk_audit_button": ("Xem nhật ký", "Show the record"),
+    "desk_audit_none": ("Không có thao tác nào khớp.", "No action matches."),
+    "desk_audit_col_at": ("Thời điểm", "When"),
+    "desk_audit_col_role": ("Vai trò", "Role"),
+    "desk_audit_col_address": ("Địa chỉ", "Address"),
+    "desk_audit_col_detail": ("Nội dung thay đổi", "What changed"),
     "desk_role_support": ("hỗ trợ", "support"),
     "desk_role_school": ("trường {school}", "school {school}"),
     "desk_role_operator": ("vận hành", "operator"),

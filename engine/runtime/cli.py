@@ -30,8 +30,8 @@ from engine.adapters.passwords import make_hasher
 from engine.adapters.sessions import SessionStore
 from engine.app import create_app
 from engine.domain import capacity_report
-from engine.runtime import writer
-from engine.runtime.dead_letter_command import cmd_dead_letters
+from engine.runtime import reconcile_command, writer
+from engine.runtime.dead_letter_command import actor_name, cmd_dead_letters
 from engine.runtime.demo import run_demo
 from engine.runtime.launch import (
     UsageError,
@@ -44,7 +44,7 @@ from engine.runtime.launch import (
 )
 from engine.runtime.protocol import limited_protocol
 from engine.runtime.window_command import add_parsers as add_window_parsers
-from engine.services import reconciliation
+from engine.services import activity
 from engine.services.roster import import_roster, parse_import, seed
 from engine.services.staff import ROLES, valid_username
 from engine.settings import Settings, SettingsError
@@ -320,7 +320,23 @@ def cmd_staff_set_role(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_trial_purge(args: argparse.Namespace, settings: Settings) -> int:
     dsn, _ = require_urls(settings)
-    history, current = asyncio.run(with_connection(dsn, store.purge_trial))
+    actor = actor_name(args.actor)
+
+    async def run(conn: backend.Connection) -> tuple[int, int]:
+        # The purge and its audit row commit together: a purge nobody could record does not run.
+        async with conn.transaction():
+            removed = await store.purge_trial(conn)
+            await activity.record_operator(
+                conn,
+                actor=actor,
+                role="admin",
+                action="trial_purge",
+                reason=args.reason,
+                detail={"versions": removed[0], "current_rows": removed[1]},
+            )
+        return removed
+
+    history, current = asyncio.run(with_connection(dsn, run))
     print(f"purged trial data: {history} versions, {current} current registrations")
     return 0
 
@@ -344,38 +360,6 @@ def cmd_capacity(args: argparse.Namespace, settings: Settings) -> int:
         print(orjson.dumps(capacity_report.to_json(forecast), option=orjson.OPT_INDENT_2).decode())
     else:
         print(capacity_report.report(forecast), end="")
-    return 0
-
-
-def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    """Release queued markers of versions already persisted (what a crashed writer left)."""
-    dsn, redis_url = require_urls(settings)
-
-    async def run() -> reconciliation.SweepResult:
-        client = streams.connect(redis_url, timeout=settings.io_timeout_seconds)
-        try:
-            pool = await store.create_pool(
-                dsn,
-                size=1,
-                io_timeout=settings.io_timeout_seconds,
-                statement_cache_size=settings.db_statement_cache_size,
-            )
-            try:
-                shards = range(settings.stream_shards)
-                return await reconciliation.release_persisted_markers(client, pool, shards)
-            finally:
-                await pool.close()
-        finally:
-            await client.aclose()
-
-    try:
-        result = asyncio.run(run())
-    except backend.BACKEND_ERRORS as exc:
-        raise UsageError(f"cannot reach Redis or PostgreSQL: {type(exc).__name__}") from exc
-    print(
-        f"released {result.released} of {result.queued} queued receipt markers"
-        " (their versions were already persisted)"
-    )
     return 0
 
 
@@ -467,9 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     trial = sub.add_parser("trial", help="trial-window data")
     trial_sub = trial.add_subparsers(dest="trial_command", required=True)
-    trial_sub.add_parser(
-        "purge", help="delete registrations made in the trial window"
-    ).set_defaults(func=cmd_trial_purge)
+    purge = trial_sub.add_parser("purge", help="delete registrations made in the trial window")
+    purge.add_argument("--reason", default=None, help="for the audit log (a ticket)")
+    purge.add_argument("--actor", default=None, help="who, for the audit log (OS user)")
+    purge.set_defaults(func=cmd_trial_purge)
 
     capacity = sub.add_parser("capacity", help="capacity forecast from the streams (Redis)")
     capacity.add_argument("--interval", type=float, default=5.0, help="seconds between samples")
@@ -478,9 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     capacity.add_argument("--json", action="store_true", help="the JSON of /api/v1/ops/capacity")
     capacity.set_defaults(func=cmd_capacity)
 
-    sub.add_parser(
-        "reconcile", help="release queued markers of versions already persisted"
-    ).set_defaults(func=cmd_reconcile)
+    reconcile_command.add_parser(sub)
     dead = sub.add_parser("dead-letters", help="registrations the writers could not store")
     dead_sub = dead.add_subparsers(dest="dead_command", required=True)
     listing = dead_sub.add_parser("list", help="every shard's dead letters (no personal data)")

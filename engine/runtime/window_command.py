@@ -83,7 +83,12 @@ def _run(
 
     async def run() -> Any:
         try:
-            pool = await store.create_pool(dsn, size=2, io_timeout=settings.io_timeout_seconds)
+            pool = await store.create_pool(
+                dsn,
+                size=2,
+                io_timeout=settings.io_timeout_seconds,
+                statement_cache_size=settings.db_statement_cache_size,
+            )
         except backend.POSTGRES_ERRORS as exc:
             raise UsageError(f"cannot connect to PostgreSQL: {exc}") from exc
         try:

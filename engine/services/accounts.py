@@ -18,6 +18,7 @@ from engine.adapters import metrics
 from engine.adapters.sessions import Attempt, Session
 from engine.domain.passwords import check_password_policy
 from engine.errors import InvalidCredentials, Overloaded, TooManyAttempts
+from engine.services import activity
 from engine.services.container import Services
 from engine.types import SessionKind
 
@@ -84,6 +85,8 @@ async def authenticate(
     if not ok or account is None:
         await svc.throttle.failed(attempt)
         metrics.LOGINS.labels(kind, "failure").inc()
+        if kind == "candidate" and account is not None:  # an unknown login names no one
+            await activity.record_account(svc.pool, kind, account.subject, "login_failed", address)
         raise InvalidCredentials()
     # The forced change travels with the session, so the candidates' hot path reads no roster
     # row to enforce it. It cannot go stale the permissive way: a reset (false → true) ends every
@@ -103,6 +106,8 @@ async def authenticate(
         raise InvalidCredentials()
     await svc.throttle.succeeded(attempt)
     metrics.LOGINS.labels(kind, "success").inc()
+    if kind == "candidate":  # staff logins: the desk's reads are each audited already
+        await activity.record_account(svc.pool, kind, account.subject, "login", address)
     return Login(opened.token, opened.expires, account, opened.csrf)
 
 

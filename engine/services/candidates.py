@@ -27,7 +27,7 @@ from engine.errors import (
     Unauthenticated,
     WindowClosed,
 )
-from engine.services import window
+from engine.services import activity, window
 from engine.services.accounts import Account, NewSession, new_password_hash, replace_sessions
 from engine.services.container import Services
 from engine.settings import VIETNAM
@@ -75,6 +75,9 @@ async def change_password(
     current_hash = await store.candidate_password_hash(svc.pool, session.subject)
     new_hash = await new_password_hash(svc, session, address, current_hash, current, new)
     await store.set_candidate_password(svc.pool, session.subject, new_hash)
+    await activity.record_account(
+        svc.pool, session.kind, session.subject, "password_change", address
+    )
     return await replace_sessions(svc, session)
 
 

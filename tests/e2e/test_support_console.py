@@ -195,3 +195,47 @@ def test_a_support_agent_finds_a_candidate_sees_the_pipeline_reveals_and_resets(
     assert {e["candidate_id"] for e in log if e["action"] != "search"} == {
         candidate["candidate_id"]
     }
+
+
+def test_an_admin_filters_the_record_of_actions_in_the_console(
+    stack: dict[str, Any], roster: list[dict[str, Any]], staff: None, browser: Any
+) -> None:
+    """A candidate's login and submission, then the admin's page: by actor, then by action."""
+    base = stack["api"]
+    candidate = roster[21]
+    _submit(base, candidate)
+    context = browser.new_context(viewport=PHONE, locale="vi-VN")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{base}/support/login")
+        page.fill("#f-username", ADMIN)
+        page.fill("#f-password", STAFF_PASSWORD)
+        page.click("#login-submit")
+        page.wait_for_url("**/support")
+        page.click("#nav-audit")
+        page.wait_for_url("**/support/audit")
+        assert page.inner_text("h1") == "Nhật ký thao tác"
+        page.fill("#f-actor", f"candidate:{candidate['candidate_id']}")
+        page.fill("#f-audit-reason", "Kiểm tra định kỳ")
+        page.click("#audit-submit")
+        page.wait_for_selector("#audit-results")
+        actions = page.eval_on_selector_all(
+            "#audit-table tr[data-action]", "r => r.map(x => x.dataset.action)"
+        )
+        assert "login" in actions, actions  # the submission shows once the writer stored it
+        assert candidate["national_id"] not in page.content()
+        shoot(page, "25-support-audit")
+        page.fill("#f-actor", "")
+        page.fill("#f-action", "audit_read")
+        page.click("#audit-submit")
+        page.wait_for_selector("#audit-results")
+        rows = page.eval_on_selector_all(
+            "#audit-table tr[data-action]", "r => r.map(x => x.dataset.action)"
+        )
+        assert rows and set(rows) == {"audit_read"}
+        assert errors == [], f"JavaScript errors: {errors}"
+    finally:
+        context.close()

@@ -91,6 +91,11 @@ checks.positive_data_acceptance.expected-statuses = [
 ]
 
 [[operations]]
+include-name = "POST /api/v1/ops/reconcile"
+# One reconciliation at a time (409 while another runs); the reason counts once trimmed.
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "409", "422", "429"]
+
+[[operations]]
 include-path = "/api/v1/support/audit"
 # Instants are ISO 8601 (Python's reading of it), free text holds no control characters.
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "422", "429"]

@@ -222,7 +222,7 @@ async def test_examreg_reconcile_releases_stale_markers(
     monkeypatch.setenv("EXAMREG_DATABASE_URL", harness.settings.database_url or "")
     monkeypatch.setenv("EXAMREG_REDIS_URL", harness.settings.redis_url or "")
     assert await asyncio.to_thread(cli.main, ["reconcile"]) == 0
-    assert "released 1 of 1 queued receipt markers" in capsys.readouterr().out
+    assert "stale queued markers released: 1" in capsys.readouterr().out
     assert await _receipt_status(harness, candidate, receipt) == "persisted"
 
 

@@ -75,7 +75,11 @@ def _exposed_names() -> set[str]:
                 else:
                     names.add(family.name)
     collector = metrics.QueueCollector(
-        [ShardStats(0, 1, 1, 0, 0.0, 0)], (1, 2), backlog_limit=10, writers=1
+        [ShardStats(0, 1, 1, 0, 0.0, 0)],
+        (1, 2),
+        backlog_limit=10,
+        writers=1,
+        reconcile={"counts": {"missing": 0}, "at": "2026-12-01T10:00:00Z", "ok": True},
     )
     names |= {sample.name for family in collector.collect() for sample in family.samples}
     return names

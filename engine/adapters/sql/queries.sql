@@ -123,6 +123,13 @@ SELECT code, name FROM ethnicities ORDER BY code;
 -- name: reference_priority_groups
 SELECT code, description FROM priority_groups ORDER BY code;
 
+-- name: record_trial_purge
+-- What the purge voids, kept by identity (no form): reconciliation and the record of actions.
+INSERT INTO trial_purged_versions (candidate_id, version, receipt_id, accepted_at, persisted_at)
+SELECT candidate_id, version, receipt_id, accepted_at, persisted_at
+FROM registration_versions WHERE phase = 'trial'
+ON CONFLICT DO NOTHING;
+
 -- name: purge_trial_history
 DELETE FROM registration_versions WHERE phase = 'trial';
 
