@@ -279,3 +279,12 @@ class Unavailable(ExamregError):
     code = "unavailable"
     title = "Hệ thống tạm thời gián đoạn. Vui lòng thử lại sau."
     title_en = "The service is temporarily unavailable. Please retry later."
+
+
+class VersionChanged(ExamregError):
+    """A unit's review named a version that is no longer the candidate's newest (issue 13)."""
+
+    status = 409
+    code = "version_changed"
+    title = "Thí sinh vừa gửi phiên bản mới; hãy xem lại trước khi xác nhận."
+    title_en = "The candidate submitted a newer version; review it before confirming."

@@ -36,6 +36,7 @@ from engine.errors import (
 from engine.http.gate import admit
 from engine.http.plumbing import COOKIES, client_address
 from engine.http.responses import services
+from engine.pages import form_labels
 from engine.pages.accounts import AccountPages, LoginWords, SignedIn
 from engine.pages.page import (
     Redirect,
@@ -52,7 +53,7 @@ from engine.pages.page import (
 )
 from engine.pages.webform import Values, first
 from engine.services import staff as staff_service
-from engine.services import support_desk
+from engine.services import support_desk, unit_review
 from engine.services.accounts import Login
 from engine.services.container import Services
 from engine.services.staff import StaffSession, staff_member
@@ -391,12 +392,15 @@ async def record_submit(request: Request) -> Response:
             errors=errors,
             status=exc.status,
         )
+    lang = page_language(request)
+    changes = await unit_review.version_changes(desk.svc, candidate_id, mask=not body["revealed"])
     return _render(
         request,
         "support/candidate.html",
         session,
         desk.staff,
         record=_record_view(desk.svc, body),
+        changes={v: form_labels.json_rows(rows, lang) for v, rows in changes.items()},
         reason=reason.strip(),
     )
 

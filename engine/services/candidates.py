@@ -127,27 +127,43 @@ async def submit(svc: Services, session: Session, key: str, body: Any) -> Receip
         # The session holds the roster's national ID, so the hot path needs no roster query.
         context = CandidateContext(national_id=session.login, today=datetime.now(VIETNAM).date())
         form = validate_registration(body, context, svc.catalog)
-        if svc.memory_shedding:
-            raise Overloaded(
-                retry_after=svc.sampler.retry_after(None), extra={"reason": "redis_memory"}
-            )
-        receipt = await svc.enqueuer.submit(
-            streams.Submission(
-                candidate_id=session.subject,
-                shard=svc.settings.shard_of(session.subject),
-                idempotency_key=key,
-                form=form,
-                phase="trial" if phase == "trial" else "official",
-            )
-        )
+        receipt = await enqueue(svc, session.subject, key, form, phase)
     except ExamregError as exc:
         count_refusal(exc)
         raise
+    count_receipt(receipt)
+    return receipt
+
+
+async def enqueue(
+    svc: Services, candidate_id: int, key: str, form: dict[str, Any], phase: str
+) -> Receipt:
+    """Admission and the durable enqueue of a validated form: the one way into the streams, for
+    an online submission and a unit's keyed paper form alike (`engine.services.keying`).
+
+    Raises:
+        IdempotencyKeyReused, Overloaded, Unavailable.
+    """
+    if svc.memory_shedding:
+        raise Overloaded(
+            retry_after=svc.sampler.retry_after(None), extra={"reason": "redis_memory"}
+        )
+    return await svc.enqueuer.submit(
+        streams.Submission(
+            candidate_id=candidate_id,
+            shard=svc.settings.shard_of(candidate_id),
+            idempotency_key=key,
+            form=form,
+            phase="trial" if phase == "trial" else "official",
+        )
+    )
+
+
+def count_receipt(receipt: Receipt) -> None:
     if receipt.replayed:
         metrics.SUBMISSIONS_REPLAYED.inc()
     else:
         metrics.SUBMISSIONS_ACCEPTED.labels(receipt.phase).inc()
-    return receipt
 
 
 def count_refusal(exc: ExamregError) -> None:
