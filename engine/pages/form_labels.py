@@ -24,15 +24,16 @@ def _text(key: str, lang: Lang, **params: object) -> str:
 
 
 def _part(name: str, lang: Lang) -> str:
-    for key in (name, _PREFIX + name):
-        if key in CATALOG:
+    # The diff's own word first: a form key may be a sentence with placeholders ("Lớp {grade}").
+    for key in (_PREFIX + name, name):
+        if key in CATALOG and "{" not in CATALOG[key][0]:
             return _text(key, lang)
     return name
 
 
 def field_label(path: str, lang: Lang) -> str:
     """The label of a dotted field path, in `lang`."""
-    if path in CATALOG:
+    if path in CATALOG and "{" not in CATALOG[path][0]:
         return _text(path, lang)
     parts = path.split(".")
     words = [
@@ -54,7 +55,7 @@ def value_text(path: str, value: Any, lang: Lang) -> str:
     if isinstance(value, dict):
         return "; ".join(f"{k}: {value_text(path, v, lang)}" for k, v in value.items())
     key = f"{path.rsplit('.', 1)[-1]}_{value}"
-    return _text(key, lang) if key in CATALOG else str(value)
+    return _text(key, lang) if key in CATALOG and "{" not in CATALOG[key][0] else str(value)
 
 
 def rows(changes: Iterable[Change], lang: Lang) -> list[dict[str, str]]:

@@ -240,13 +240,16 @@ async def _upload(request: Request) -> tuple[Desk, str, bytes, bool]:
     except MultiPartException as exc:
         raise MalformedRequest() from exc
     fields: Values = {name: [value] for name, value in form.multi_items() if isinstance(value, str)}
-    check_csrf(session, fields)
-    admit(request, shed=False)
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise invalid("file", "file_required", "Chưa chọn tệp.", "No file was chosen.")
-    data = await upload.read()
-    return desk, upload.filename or "upload", data, first(fields, "good_only") == "1"
+    try:
+        check_csrf(session, fields)
+        admit(request, shed=False)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise invalid("file", "file_required", "Chưa chọn tệp.", "No file was chosen.")
+        data = await upload.read()
+        return desk, upload.filename or "upload", data, first(fields, "good_only") == "1"
+    finally:
+        await form.close()
 
 
 @console
