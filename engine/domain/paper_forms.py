@@ -75,13 +75,16 @@ def _leaf(path: str) -> str:
     return ".".join(part for part in path.split(".") if not part.isdigit())
 
 
+_LEAVES: Final = {column: _leaf(column) for column in COLUMNS}
+
+
 def _cell(path: str, text: str) -> Any:
     """A cell as the JSON value the form has there; a value of the wrong kind is passed on as
     typed, so the validator names the field."""
     text = text.strip()
     if text == "":
         return None
-    leaf = _leaf(path)
+    leaf = _LEAVES.get(path) or _leaf(path)
     if path in LIST_FIELDS:
         return [item.strip() for item in text.split(LIST_SEPARATOR) if item.strip()]
     if leaf in INTEGER_LEAVES and text.isascii() and text.isdigit():

@@ -42,7 +42,9 @@ from engine.settings import VIETNAM
 log = logging.getLogger("examreg.keying")
 
 VALIDATE_CHUNK: Final = 500  # rows validated between two yields to the event loop
-ENQUEUE_CHUNK: Final = 256  # submissions in flight at once (the enqueuer pipelines a tick's)
+# Submissions in flight at once, one pipeline per chunk: short enough that online submissions on
+# the same Valkey never wait long behind a file.
+ENQUEUE_CHUNK: Final = 256
 OVERLOAD_RETRIES: Final = 30  # a file waits out a full backlog this many times, then fails
 ERRORS_KEPT: Final = 2_000  # bad rows listed in the job (all are counted)
 NOT_IN_UNIT: Final = (
