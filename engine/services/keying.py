@@ -339,7 +339,18 @@ async def _run_file(
         raise
     except ExamregError as exc:  # Redis or PostgreSQL gone, or a backlog that never drained
         log.warning("keyed file %s stopped: %s", job_id, exc.code)
+        await _mark_failed(svc, job_id)
+    except Exception:  # a background task has no caller to raise to: log it, show it failed
+        log.exception("keyed file %s failed", job_id)
+        await _mark_failed(svc, job_id)
+
+
+async def _mark_failed(svc: Services, job_id: str) -> None:
+    """The job shows "interrupted"; re-uploading the file is safe (it replays what was sent)."""
+    try:
         await _update(svc, job_id, state="failed")
+    except Exception:  # the database is what failed: the log line above already says so
+        log.warning("keyed file %s: could not record the failure", job_id)
 
 
 def _file_error(code: str, text: str) -> dict[str, Any]:
