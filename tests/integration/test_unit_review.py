@@ -24,7 +24,7 @@ from openpyxl import Workbook
 
 from engine.adapters import streams
 from engine.domain import paper_forms
-from tests.conftest import Harness
+from tests.conftest import Harness, make_harness, with_settings
 from tests.integration.test_support_web import add_staff, audit_rows, other_client, signed_in
 from tests.support import TEST_PASSWORD, drain, form_for, hidden
 
@@ -346,3 +346,24 @@ async def candidate_page(client: httpx.AsyncClient, candidate: dict[str, Any], p
 
 def other_browser(harness: Harness) -> Any:
     return other_client(harness)
+
+
+async def test_keyed_files_are_bounded_in_bytes_and_rows(
+    settings: Any, roster: list[dict[str, Any]], pool: asyncpg.Pool
+) -> None:
+    bounded = with_settings(settings, keying_max_rows=1, keying_max_bytes=4096)
+    async for harness in make_harness(bounded):
+        unit = unit_of(roster[0])
+        await move_into(pool, unit, roster[1])
+        csrf = await unit_console(harness, pool, unit)
+        rows = [keyed_row(form_for(c)) for c in roster[:2]]
+        too_many = await upload(harness, csrf, "two.csv", csv_file(rows))
+        assert too_many["state"] == "refused" and 'data-code="unreadable_file"' in too_many["page"]
+        padded = csv_file(rows) + b"," * (4096 + 70 * 1024)  # past the limit and the slack
+        refused = await harness.client.post(
+            "/support/keying/upload",
+            data={"csrf_token": csrf},
+            files={"file": ("big.csv", padded)},
+        )
+        assert refused.status_code == 413
+        assert await versions(pool) == 0 and await queued(harness) == 0
