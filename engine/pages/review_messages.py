@@ -78,6 +78,7 @@ REVIEW_CATALOG: Final[Mapping[str, tuple[str, str]]] = {
     "review_col_reviewed": ("Lần duyệt gần nhất", "Last review"),
     "review_col_action": ("Thao tác", "Action"),
     "review_by": ("{who}, {at}, phiên bản {version}", "{who}, {at}, version {version}"),
+    "review_decided": ("{at}, phiên bản {version}", "{at}, version {version}"),
     "review_reason": ("Lý do trả lại", "Reason for returning"),
     "review_reason_hint": (
         "3–500 ký tự; thí sinh đọc được lý do này trên trang trạng thái.",

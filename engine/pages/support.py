@@ -394,6 +394,12 @@ async def record_submit(request: Request) -> Response:
         )
     lang = page_language(request)
     changes = await unit_review.version_changes(desk.svc, candidate_id, mask=not body["revealed"])
+    current = body["current"]
+    review = await unit_review.candidate_review(
+        desk.svc, candidate_id, current["version"] if current else None
+    )
+    if review.get("at"):
+        review["at"] = local_time(review["at"])
     return _render(
         request,
         "support/candidate.html",
@@ -401,6 +407,7 @@ async def record_submit(request: Request) -> Response:
         desk.staff,
         record=_record_view(desk.svc, body),
         changes={v: form_labels.json_rows(rows, lang) for v, rows in changes.items()},
+        review=review,
         reason=reason.strip(),
     )
 

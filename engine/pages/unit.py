@@ -263,7 +263,15 @@ async def keying_upload(request: Request) -> Response:
 async def keying_job_page(request: Request) -> Response:
     desk, session = await _viewed(request)
     job = await keying.job(desk, request.path_params["job_id"])
-    return _render(request, "support/keying_job.html", session, desk.staff, job=job)
+    lang = page_language(request)
+    return _render(
+        request,
+        "support/keying_job.html",
+        session,
+        desk.staff,
+        job=job,
+        label=lambda path: form_labels.field_label(path, lang),
+    )
 
 
 @console

@@ -147,6 +147,14 @@ async def test_confirm_return_and_an_edit_after_confirming(
         assert 'data-state="changed"' in status
         assert 'data-field="residence.address"' in status and address in status
 
+    # The unit's record of the candidate shows the same: the state, and each version's changes.
+    record = await harness.client.post(
+        f"/support/candidates/{first['candidate_id']}",
+        data={"csrf_token": csrf, "reason": "kiểm tra phiếu sửa"},
+    )
+    assert 'id="review-state" data-state="changed"' in record.text
+    assert 'id="changes-2"' in record.text and address in record.text
+
     again = await harness.client.post(
         f"/support/review/{first['candidate_id']}/confirm", data={"csrf_token": csrf, "version": 2}
     )
