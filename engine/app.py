@@ -34,6 +34,7 @@ from engine.http.responses import api_language, problem, services
 from engine.pages import candidate as candidate_pages
 from engine.pages import page, window_console
 from engine.pages import support as support_pages
+from engine.pages import unit as unit_pages
 from engine.services.container import build_services, close_services, watch_memory
 from engine.settings import Settings
 
@@ -123,6 +124,7 @@ def create_app(settings: Settings) -> Starlette:
         *support.routes,
         *support_pages.routes,
         *window_console.routes,
+        *unit_pages.routes,
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         ExamregError: _on_examreg_error,

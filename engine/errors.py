@@ -297,3 +297,12 @@ class ReconcileRunning(ExamregError):
     code = "reconcile_running"
     title = "Một lượt đối soát đang chạy; hãy xem kết quả khi nó kết thúc."
     title_en = "A reconciliation is already running; read its report when it ends."
+
+
+class VersionChanged(ExamregError):
+    """A unit's review named a version that is no longer the candidate's newest (issue 13)."""
+
+    status = 409
+    code = "version_changed"
+    title = "Thí sinh vừa gửi phiên bản mới; hãy xem lại trước khi xác nhận."
+    title_en = "The candidate submitted a newer version; review it before confirming."

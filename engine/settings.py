@@ -80,6 +80,9 @@ class Settings:
     max_inflight_requests: int = 512
     max_event_loop_lag_ms: int = 250  # 0: never shed on event-loop lag
     max_body_bytes: int = 32_768
+    # A unit's keyed file of paper forms (issue 13): its size and its data rows, at most.
+    keying_max_bytes: int = 8 * 2**20
+    keying_max_rows: int = 20_000
     # Slow clients (issue 12): a request must finish its headers, then its body, in this time.
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 10.0
@@ -258,6 +261,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "max_inflight_requests": (1, 100_000),
     "max_event_loop_lag_ms": (0, 60_000),
     "max_body_bytes": (1024, 16 * 2**20),
+    "keying_max_bytes": (1024, 256 * 2**20),
+    "keying_max_rows": (1, 1_000_000),
     "header_timeout_seconds": (0.5, 300),
     "body_timeout_seconds": (0.5, 300),
     "max_header_count": (16, 10_000),

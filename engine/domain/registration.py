@@ -50,10 +50,19 @@ FIELDS: Final = (
 _RESIDENCE_FIELDS: Final = ("address", "province_code", "commune_code", "kv1_over_18_months")
 _SCHOOL_FIELDS: Final = ("grade", "province_code", "school_code")
 _EXEMPTION_FIELDS: Final = ("foreign_language_certificate",)
+# The fields of the form's objects and lists of objects, for what walks the form generically (the
+# keyed paper forms' columns, `engine.domain.paper_forms`): a new field in one of the tuples above
+# is a new column there without any other change.
+SUBFIELDS: Final = {
+    "residence": _RESIDENCE_FIELDS,
+    "schools": _SCHOOL_FIELDS,
+    "exemptions": _EXEMPTION_FIELDS,
+}
 
 _SEXES: Final = ("male", "female")
 _PURPOSES: Final = ("graduation", "admission")
 _GRADES: Final = frozenset({10, 11, 12})
+OBJECT_LISTS: Final = {"schools": len(_GRADES)}  # lists of objects, and their most rows
 _MIN_AGE: Final = 14
 _MAX_AGE: Final = 80
 _CANDIDATE_TYPES: Final = tuple(code for code, _ in reference.CANDIDATE_TYPES)

@@ -34,7 +34,7 @@ from engine.http.plumbing import (
     string_fields,
 )
 from engine.http.responses import api_language, json_response, services
-from engine.services import candidates
+from engine.services import candidates, unit_review
 from engine.services import window as window_service
 
 
@@ -110,10 +110,12 @@ async def submit_registration(request: Request) -> Response:
 async def get_registration(request: Request) -> Response:
     session = await candidate_session(request)
     admit(request)
-    registration = await candidates.newest_registration(services(request), session.subject)
+    svc = services(request)
+    registration = await candidates.newest_registration(svc, session.subject)
     if registration is None:
         raise NoRegistration()
-    return json_response(registration)
+    review = await unit_review.candidate_review(svc, session.subject, registration["version"])
+    return json_response({**registration, "review": review})
 
 
 async def get_receipt(request: Request) -> Response:

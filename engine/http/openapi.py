@@ -281,6 +281,20 @@ _REGISTRATION = {
         "persisted_at": {"type": ["string", "null"], "format": "date-time"},
         "form": _OBJ,
         "attention": _ATTENTION,
+        "review": {
+            "type": "object",
+            "required": ["state"],
+            "description": "The registration unit's review of the newest version (issue 13): "
+            "`confirmed` once the unit confirmed it; `changed` when the candidate edited after "
+            "the unit's last decision; `returned` with the unit's reason to correct",
+            "properties": {
+                "state": {"enum": ["unreviewed", "changed", "returned", "confirmed"]},
+                "version": {"type": "integer", "description": "the version decided on"},
+                "action": {"enum": ["confirm", "return"]},
+                "at": {"type": "string", "format": "date-time"},
+                "reason": {"type": ["string", "null"]},
+            },
+        },
     },
 }
 

@@ -34,7 +34,7 @@ from engine.errors import (
 )
 from engine.http.gate import admit
 from engine.http.responses import services
-from engine.pages import i18n, webform
+from engine.pages import form_labels, i18n, webform
 from engine.pages.accounts import AccountPages, LoginWords, SignedIn
 from engine.pages.page import (
     INFRASTRUCTURE,
@@ -56,7 +56,7 @@ from engine.pages.page import (
     window_info,
 )
 from engine.pages.webform import Values, first
-from engine.services import candidates
+from engine.services import candidates, unit_review
 from engine.services.container import Services
 
 __all__ = ["STATIC_DIR", "routes"]
@@ -338,8 +338,22 @@ async def status_page(request: Request) -> Response:
         }
         for h in await store.registration_history(svc.pool, session.subject)
     ]
-    if current and current["status"] in ("queued", "needs_attention"):
-        history.insert(0, {k: v for k, v in current.items() if k != "form"})
+    queued = current if current and current["status"] in ("queued", "needs_attention") else None
+    if queued:
+        history.insert(0, {k: v for k, v in queued.items() if k != "form"})
+    newest = (queued["version"], queued["form"]) if queued else None
+    lang = page_language(request)
+    changes = {
+        version: form_labels.json_rows(rows, lang)
+        for version, rows in (
+            await unit_review.version_changes(svc, session.subject, newest)
+        ).items()
+    }
+    review = await unit_review.candidate_review(
+        svc, session.subject, current["version"] if current else None
+    )
+    if review.get("at"):
+        review["at"] = local_time(review["at"])
     return render(
         request,
         "status.html",
@@ -348,6 +362,8 @@ async def status_page(request: Request) -> Response:
         current=current,
         summary=_summary(current["form"], svc) if current else None,
         history=history,
+        changes=changes,
+        review=review,
         window=window_info(svc, session, profile),
     )
 

@@ -12,6 +12,7 @@ from typing import Final, Literal
 
 from markupsafe import Markup
 
+from engine.pages.review_messages import REVIEW_CATALOG
 from engine.pages.support_messages import DESK_CATALOG
 
 Lang = Literal["vi", "en"]
@@ -305,11 +306,18 @@ _CANDIDATE_CATALOG: Final[Mapping[str, tuple[str, str]]] = {
         "Please try again in {seconds} seconds.",
     ),
 }
-if _CANDIDATE_CATALOG.keys() & DESK_CATALOG.keys():
-    raise RuntimeError(
-        f"i18n keys defined twice: {_CANDIDATE_CATALOG.keys() & DESK_CATALOG.keys()}"
-    )
-CATALOG: Final[Mapping[str, tuple[str, str]]] = {**_CANDIDATE_CATALOG, **DESK_CATALOG}
+_TWICE: Final = (
+    (_CANDIDATE_CATALOG.keys() & DESK_CATALOG.keys())
+    | (_CANDIDATE_CATALOG.keys() & REVIEW_CATALOG.keys())
+    | (DESK_CATALOG.keys() & REVIEW_CATALOG.keys())
+)
+if _TWICE:
+    raise RuntimeError(f"i18n keys defined twice: {_TWICE}")
+CATALOG: Final[Mapping[str, tuple[str, str]]] = {
+    **_CANDIDATE_CATALOG,
+    **DESK_CATALOG,
+    **REVIEW_CATALOG,
+}
 
 
 def language(query: str | None, cookie: str | None) -> Lang:

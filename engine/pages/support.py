@@ -39,6 +39,7 @@ from engine.errors import (
 from engine.http.gate import admit
 from engine.http.plumbing import COOKIES, client_address
 from engine.http.responses import services
+from engine.pages import form_labels
 from engine.pages.accounts import AccountPages, LoginWords, SignedIn
 from engine.pages.page import (
     Redirect,
@@ -54,7 +55,7 @@ from engine.pages.page import (
     session_or_none,
 )
 from engine.pages.webform import Values, first
-from engine.services import activity, activity_log, support_desk
+from engine.services import activity, activity_log, support_desk, unit_review
 from engine.services import staff as staff_service
 from engine.services.accounts import Login
 from engine.services.container import Services
@@ -399,12 +400,22 @@ async def record_submit(request: Request) -> Response:
             errors=errors,
             status=exc.status,
         )
+    lang = page_language(request)
+    changes = await unit_review.version_changes(desk.svc, candidate_id, mask=not body["revealed"])
+    current = body["current"]
+    review = await unit_review.candidate_review(
+        desk.svc, candidate_id, current["version"] if current else None
+    )
+    if review.get("at"):
+        review["at"] = local_time(review["at"])
     return _render(
         request,
         "support/candidate.html",
         session,
         desk.staff,
         record=_record_view(desk.svc, body),
+        changes={v: form_labels.json_rows(rows, lang) for v, rows in changes.items()},
+        review=review,
         reason=reason.strip(),
     )
 

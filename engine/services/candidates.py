@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from engine.adapters import dead_letters, metrics, store, streams
 from engine.adapters.sessions import Session
 from engine.adapters.streams import Receipt
-from engine.domain.calendar import CandidateWindow
+from engine.domain.calendar import CandidateWindow, Unit
 from engine.domain.registration import CandidateContext, validate_registration
 from engine.errors import (
     ExamregError,
@@ -133,6 +133,18 @@ def _deadline_ms(cw: CandidateWindow) -> int:
     return 0 if deadline is None else int(deadline.timestamp() * 1000)
 
 
+def unit_window(svc: Services, unit: tuple[str, str]) -> CandidateWindow:
+    """The window of a registration unit (its own, its province's or the nation's; a reopen
+    naming the unit or its province counts), for the paper forms its staff key.
+
+    Raises:
+        WindowClosed: the unit's window is not open now (409).
+    """
+    cw = svc.calendar.current().resolve(datetime.now(UTC), None, Unit(*unit))
+    window.refuse_unless_open(cw)
+    return cw
+
+
 def valid_idempotency_key(key: str) -> bool:
     return IDEMPOTENCY_KEY.match(key) is not None
 
@@ -150,41 +162,49 @@ async def submit(svc: Services, session: Session, key: str, body: Any) -> Receip
         # The session holds the roster's national ID, so the hot path needs no roster query.
         context = CandidateContext(national_id=session.login, today=datetime.now(VIETNAM).date())
         form = validate_registration(body, context, svc.catalog)
-        if svc.memory_shedding:
-            raise Overloaded(
-                retry_after=svc.sampler.retry_after(None), extra={"reason": "redis_memory"}
-            )
-        receipt = await _enqueue(
-            svc,
-            cw,
-            streams.Submission(
-                candidate_id=session.subject,
-                shard=svc.settings.shard_of(session.subject),
-                idempotency_key=key,
-                form=form,
-                phase="trial" if cw.phase == "trial" else "official",
-                # Redis judges this instant in the enqueue itself: a request that passed the
-                # check above a moment before the close is still refused after it (the lock).
-                deadline_ms=_deadline_ms(cw),
-            ),
-        )
+        receipt = await enqueue(svc, session.subject, key, form, cw)
     except ExamregError as exc:
         count_refusal(exc)
         raise
+    count_receipt(receipt)
+    return receipt
+
+
+async def enqueue(
+    svc: Services, candidate_id: int, key: str, form: dict[str, Any], cw: CandidateWindow
+) -> Receipt:
+    """Admission and the durable enqueue of a validated form: the one way into the streams, for
+    an online submission and a unit's keyed paper form alike (`engine.services.keying`).
+    Redis judges the window's deadline in the enqueue itself: a request that passed the window
+    check a moment before the close is still refused after it (the lock).
+
+    Raises:
+        IdempotencyKeyReused, Overloaded, Unavailable, WindowClosed.
+    """
+    if svc.memory_shedding:
+        raise Overloaded(
+            retry_after=svc.sampler.retry_after(None), extra={"reason": "redis_memory"}
+        )
+    submission = streams.Submission(
+        candidate_id=candidate_id,
+        shard=svc.settings.shard_of(candidate_id),
+        idempotency_key=key,
+        form=form,
+        phase="trial" if cw.phase == "trial" else "official",
+        deadline_ms=_deadline_ms(cw),
+    )
+    try:
+        return await svc.enqueuer.submit(submission)
+    except WindowClosed:  # Redis judged the deadline passed: say when, in words
+        window.refuse_unless_open(replace(cw, phase="closed"))
+        raise
+
+
+def count_receipt(receipt: Receipt) -> None:
     if receipt.replayed:
         metrics.SUBMISSIONS_REPLAYED.inc()
     else:
         metrics.SUBMISSIONS_ACCEPTED.labels(receipt.phase).inc()
-    return receipt
-
-
-async def _enqueue(svc: Services, cw: CandidateWindow, submission: streams.Submission) -> Receipt:
-    try:
-        return await svc.enqueuer.submit(submission)
-    except WindowClosed:  # Redis judged the deadline passed: say when, in words
-        closed = replace(cw, phase="closed")
-        window.refuse_unless_open(closed)
-        raise
 
 
 def count_refusal(exc: ExamregError) -> None:

@@ -206,4 +206,26 @@
       el = el.parentNode;
     }
   });
+  // -- keyed file: the progress bar polls the job until it is finished, then shows the result ----
+  // (names of their own: `var` is function-scoped, and the receipt's poll above is `poll`)
+  var keyingJob = document.getElementById("keying-job");
+  var jobPoll = keyingJob && keyingJob.getAttribute("data-poll");
+  if (jobPoll) {
+    var jobBar = document.getElementById("job-progress");
+    var jobRows = document.getElementById("job-rows");
+    var jobTick = function () {
+      fetch(jobPoll, { credentials: "same-origin", headers: { Accept: "application/json" } }).then(function (r) {
+        if (!r.ok) { throw new Error("progress " + r.status); }
+        return r.json();
+      }).then(function (p) {
+        if (p.finished) { window.location.reload(); return; }
+        jobBar.max = p.total || 1;
+        jobBar.value = p.processed;
+        jobRows.textContent = p.processed + " / " + p.total;
+        keyingJob.setAttribute("data-state", p.state);
+        window.setTimeout(jobTick, 700);
+      })["catch"](function () { window.setTimeout(jobTick, 2000); });
+    };
+    window.setTimeout(jobTick, 500);
+  }
 })();
