@@ -16,7 +16,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.adapters.sessions import Session
-from engine.errors import ExamregError, IdempotencyKeyRequired, NoRegistration, NotFound
+from engine.adapters.streams import Receipt
+from engine.errors import (
+    ExamregError,
+    IdempotencyKeyRequired,
+    NoRegistration,
+    NotFound,
+    Overloaded,
+)
 from engine.http import plumbing
 from engine.http.gate import admit
 from engine.http.plumbing import (
@@ -25,6 +32,7 @@ from engine.http.plumbing import (
     password_login,
     read_json,
     session_answer,
+    session_token,
     string_fields,
 )
 from engine.http.responses import api_language, json_response, services
@@ -84,6 +92,27 @@ def _idempotency_key(request: Request) -> str:
 
 
 async def submit_registration(request: Request) -> Response:
+    """202 with the receipt. A candidate token naming its shard costs one Redis round trip: the
+    session is checked in the enqueue's own call (`candidates.submit_by_token`); anything refused
+    before that call checks the session first, so 401 and 403 still answer before the rest."""
+    svc = services(request)
+    token = session_token(request, "candidate")
+    if not candidates.fast_path(token):
+        return await _submit_with_session(request)
+    try:
+        key = _idempotency_key(request)
+        candidates.open_phase(svc)  # a closed window refuses before the body is read
+        body = await read_json(request, svc.settings.max_body_bytes)
+        admit(request)  # a complete body: now it is work under way
+    except ExamregError as exc:
+        if not isinstance(exc, Overloaded):  # shedding stays cheap: no Redis call
+            await candidates.session_of(svc, token)
+        candidates.count_refusal(exc)
+        raise
+    return _accepted(await candidates.submit_by_token(svc, token, key, body))
+
+
+async def _submit_with_session(request: Request) -> Response:
     svc = services(request)
     session = await candidate_session(request)
     try:
@@ -94,7 +123,10 @@ async def submit_registration(request: Request) -> Response:
     except ExamregError as exc:
         candidates.count_refusal(exc)
         raise
-    receipt = await candidates.submit(svc, session, key, body)
+    return _accepted(await candidates.submit(svc, session, key, body))
+
+
+def _accepted(receipt: Receipt) -> Response:
     if receipt.replayed:
         return json_response(receipt.to_json(), 202, {"Idempotent-Replayed": "true"})
     return json_response(receipt.to_json(), 202)
