@@ -290,7 +290,7 @@ class Enqueuer:
                 sub.session.national_id,
             ]
         pipe.fcall(
-            "examreg_submit",
+            "examreg_submit_v2",  # the old name stays for old processes (see examreg.lua)
             len(keys),
             *keys,
             str(sub.candidate_id),

@@ -343,3 +343,41 @@ def _stale_once(real: Any) -> Any:
         return None if calls == 1 else await real(*args, **kwargs)
 
     return registration
+
+
+async def test_an_old_process_call_still_works_and_an_old_library_fails_closed(
+    harness: Harness, roster: list[dict[str, Any]], aredis: Any
+) -> None:
+    """Rolling upgrade, both ways: an API process of the previous version calls `examreg_submit`
+    with three keys and nine arguments, which the new library still serves; and should an old
+    process load its library (no `examreg_submit_v2`) after a new one, the new processes'
+    submissions are refused 503 with nothing enqueued, never enqueued without the session check."""
+    candidate = roster[12]
+    cid = candidate["candidate_id"]
+    shard = harness.settings.shard_of(cid)
+    form = form_for(candidate)
+    old_call = await aredis.fcall(
+        "examreg_submit",
+        3,
+        streams.stream_key(shard),
+        streams.candidate_key(shard, cid),
+        streams.idempotency_key(shard, cid, "old-api"),
+        str(cid), "old-api", streams.form_hash(form), "B" * 20, "2026-12-02T00:00:00.000000Z",
+        "official", orjson.dumps(form).decode(), "600", "0",
+    )  # fmt: skip
+    assert old_call[0] == "new" and int(old_call[1]) == 1
+    auth = await harness.login(candidate)
+    library = streams._LUA.read_text()
+    assert "register_function('examreg_submit_v2'" in library
+    older = library.replace("redis.register_function('examreg_submit_v2', submit)", "")
+    await aredis.function_load(older, replace=True)
+    try:
+        response = await harness.client.put(
+            PUT, json=form, headers={**auth, "Idempotency-Key": "during"}
+        )
+    finally:
+        await streams.load_functions(aredis)
+    assert response.status_code == 503 and response.json()["code"] == "unavailable"
+    assert await _queued(aredis, harness) == 1  # the old process's entry alone
+    again = await harness.client.put(PUT, json=form, headers={**auth, "Idempotency-Key": "during"})
+    assert again.status_code == 202 and again.json()["version"] == 2

@@ -266,7 +266,12 @@ local function replay(keys, args)
   return {'replayed', id}
 end
 
+-- examreg_submit_v2 is what this version's API calls; examreg_submit stays for API processes of
+-- the previous version during a rolling upgrade (three keys, no session). Should such a process
+-- restart and load its older library, examreg_submit_v2 is gone and the new processes' calls fail
+-- (503 unavailable) instead of enqueueing without the session check that library lacks.
 redis.register_function('examreg_submit', submit)
+redis.register_function('examreg_submit_v2', submit)
 redis.register_function('examreg_release', release)
 redis.register_function('examreg_throttle_account', throttle_account)
 redis.register_function('examreg_throttle_failed', throttle_failed)
