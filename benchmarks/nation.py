@@ -3,9 +3,10 @@
 Server-side preparation, so it imports `engine`. The shortcuts, each one documented in results.md:
 
 - **Sessions are minted directly in Redis**, in `engine.adapters.sessions.SessionStore`'s format
-  (key `examreg:session:<sha256(token)>`, the same JSON payload), instead of 1.2 million argon2id
-  logins (≈1 hour of CPU here). Tokens are `<nonce><candidate_id>`: unguessable per run, derivable
-  by the harness. No subject index is written (only password resets need it).
+  (key `examreg:{<shard>}:session:<sha256(token)>`, the same JSON payload), instead of 1.2 million
+  argon2id logins (≈1 hour of CPU here). Tokens are `<candidate_id>.<nonce>`: unguessable per run,
+  derivable by the harness, and naming the shard as a login's do. No subject index is written
+  (only password resets need it).
 - **Bodies are generated compactly**: one valid form per candidate type (`engine.domain.rostergen
   .sample_form`, checked with `validate_registration`) becomes a %-template; the driver fills in
   each candidate's identity and school, so its data file holds ~100 bytes per candidate.
@@ -37,7 +38,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from engine.adapters import store, streams
+from engine.adapters import sessions, store, streams
 from engine.domain.entries import STAGING_COLUMNS, to_row
 from engine.domain.registration import CandidateContext, Catalog, validate_registration
 from engine.domain.rostergen import RosterEntry, sample_form
@@ -59,11 +60,11 @@ async def candidates(dsn: str) -> list[Candidate]:
 
 
 def token_of(nonce: str, candidate_id: int) -> str:
-    return f"{nonce}{candidate_id}"
+    return f"{candidate_id}.{nonce}"
 
 
 async def mint_sessions(
-    redis_url: str, rows: Sequence[Candidate], nonce: str, chunk: int = 2_000
+    redis_url: str, rows: Sequence[Candidate], nonce: str, shards: int, chunk: int = 2_000
 ) -> None:
     """One session per candidate with `SessionStore.create`'s key and payload (see above).
 
@@ -85,7 +86,7 @@ async def mint_sessions(
                     "slid": now,
                     "scope": {"must_change": False},  # seeded with --load-test-password
                 }
-                batch[f"examreg:session:{digest}"] = orjson.dumps(payload)
+                batch[sessions.candidate_session_key(cid % shards, digest)] = orjson.dumps(payload)
             await client.mset(batch)
     finally:
         await client.aclose()

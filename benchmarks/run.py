@@ -296,14 +296,14 @@ class Bench:
         self.results["seed_seconds"] = round(time.monotonic() - started, 1)
         dsn, redis_url = self.env["EXAMREG_DATABASE_URL"], self.env["EXAMREG_REDIS_URL"]
 
-        nonce = os.urandom(8).hex() + "x"  # tokens are <nonce><candidate_id>
+        nonce = os.urandom(8).hex() + "x"  # tokens are <candidate_id>.<nonce>
 
         async def prepare() -> None:
             self.rows = await nation.candidates(dsn)
             self.catalog = await nation.catalog(dsn)
             self.forms = nation.templates(self.rows, self.catalog)
             nation.check_templates(self.forms, self.rows, self.catalog)
-            await nation.mint_sessions(redis_url, self.rows, nonce)
+            await nation.mint_sessions(redis_url, self.rows, nonce, self.config.shards)
 
         started = time.monotonic()
         asyncio.run(prepare())

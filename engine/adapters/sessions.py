@@ -3,6 +3,18 @@
 Owns sessions (random 128-bit tokens, idle and absolute timeouts), values a session reads once
 (a POST's result, shown by the GET it redirects to) and the login throttle: growing delays per
 account, a cap per client address. Keys hold digests, never a national ID.
+
+Key layout:
+  examreg:{s}:session:<sha256(token)>       a candidate's session, in its stream shard's slot, so
+                                            the submission's server-side function checks it in the
+                                            same call as the enqueue (one round trip)
+  examreg:{s}:sessions:candidate:<id>       the digests of a candidate's sessions (revocation)
+  examreg:session:<sha256(token)>           a staff session, or a candidate's opened before the
+  examreg:sessions:<kind>:<id>              upgrade (its token has no `<id>.` prefix), and index
+
+A candidate's token is `<candidate_id>.<128 random bits>`: the prefix names the shard (and the
+keys) before anything is read. It is a claim, not a credential: the session the digest of the whole
+token names must exist and belong to that candidate (`candidate_claim`, `examreg_submit`).
 """
 
 from __future__ import annotations
@@ -30,6 +42,30 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+def candidate_claim(token: str) -> int | None:
+    """The candidate id a candidate token's prefix names (unverified), or None for a token
+    without one (staff, or a candidate session opened before the shard-tagged layout)."""
+    head, dot, rest = token.partition(".")
+    if not dot or not rest or not head.isascii() or not head.isdigit() or len(head) > 12:
+        return None
+    return int(head)
+
+
+def claimed_unit(token: str) -> str | None:
+    """The registration unit ("PP-SSS") a candidate token names after its candidate id
+    (unverified: `examreg_submit` checks it against the session), or None."""
+    parts = token.split(".")
+    return parts[1] if len(parts) == 3 and parts[1] else None
+
+
+def candidate_session_key(shard: int, digest: str) -> str:
+    return f"examreg:{{{shard}}}:session:{digest}"
+
+
+def token_digest(token: str) -> str:
+    return _digest(token)
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     """An authenticated session, as stored server-side."""
@@ -40,6 +76,8 @@ class Session:
     created: float
     token_digest: str
     scope: dict[str, Any] = field(default_factory=dict)
+    key: str = ""  # where it is stored (see the key layout above)
+    index: str = ""  # the set of its account's session digests
 
 
 class SessionStore:
@@ -49,10 +87,27 @@ class SessionStore:
         self._client = client
         self._idle = settings.session_idle_seconds
         self._absolute = settings.session_absolute_seconds
+        self._shard_of = settings.shard_of
+
+    @property
+    def idle_seconds(self) -> int:
+        return self._idle
+
+    @property
+    def absolute_seconds(self) -> int:
+        return self._absolute
 
     @staticmethod
     def _key(digest: str) -> str:
         return f"examreg:session:{digest}"
+
+    def _keys_of(self, kind: SessionKind, token: str) -> tuple[str, str, int | None]:
+        """(session key, digest, claimed subject) of a token; the claim only for candidates."""
+        digest = _digest(token)
+        claim = candidate_claim(token) if kind == "candidate" else None
+        if claim is None:
+            return self._key(digest), digest, None
+        return candidate_session_key(self._shard_of(claim), digest), digest, claim
 
     async def create(
         self, subject: int, kind: SessionKind, login: str, scope: dict[str, Any] | None = None
@@ -63,6 +118,11 @@ class SessionStore:
         a staff member may do is read from the staff row on every request, never kept here.
         """
         token = secrets.token_urlsafe(16)  # 128 bits
+        if kind == "candidate":
+            # The claims a submission's one round trip needs before it reads the session: whose
+            # shard, and which unit's window (the server-side call verifies both).
+            unit = (scope or {}).get("unit")
+            token = f"{subject}.{unit}.{token}" if isinstance(unit, str) else f"{subject}.{token}"
         now = time.time()
         payload = orjson.dumps(
             {
@@ -74,18 +134,17 @@ class SessionStore:
                 "scope": scope or {},
             }
         )
-        digest = _digest(token)
+        key, digest, _ = self._keys_of(kind, token)
         index = self._subject_key(kind, subject)
         pipe = self._client.pipeline(transaction=True)
-        pipe.set(self._key(digest), payload, ex=self._idle)
+        pipe.set(key, payload, ex=self._idle)
         pipe.sadd(index, digest)  # lets a password change or reset end every session of the account
         pipe.expire(index, self._absolute)
         await pipe.execute()
         return token, now + self._absolute
 
     async def get(self, token: str, kind: SessionKind) -> Session | None:
-        digest = _digest(token)
-        key = self._key(digest)
+        key, digest, claim = self._keys_of(kind, token)
         # One read. Every Redis write waits for the AOF fsync, so the sliding idle timeout is
         # pushed forward (a write) at most once a minute, not on every request.
         raw = await self._client.get(key)
@@ -94,6 +153,8 @@ class SessionStore:
         data = orjson.loads(raw)
         now = time.time()
         if data.get("kind") != kind or now - float(data["created"]) > self._absolute:
+            return None
+        if claim is not None and int(data["sub"]) != claim:
             return None
         if now - float(data.get("slid", 0)) > 60:
             data["slid"] = now
@@ -105,10 +166,19 @@ class SessionStore:
             float(data["created"]),
             digest,
             dict(data.get("scope") or {}),
+            key,
+            self._subject_key(kind, int(data["sub"]))
+            if claim is not None
+            else self._legacy_subject_key(kind, int(data["sub"])),
         )
 
+    def _subject_key(self, kind: SessionKind, subject: int) -> str:
+        if kind == "candidate":
+            return f"examreg:{{{self._shard_of(subject)}}}:sessions:candidate:{subject}"
+        return self._legacy_subject_key(kind, subject)
+
     @staticmethod
-    def _subject_key(kind: SessionKind, subject: int) -> str:
+    def _legacy_subject_key(kind: SessionKind, subject: int) -> str:
         return f"examreg:sessions:{kind}:{subject}"
 
     @staticmethod
@@ -134,30 +204,41 @@ class SessionStore:
         return value
 
     async def revoke(self, session: Session) -> None:
-        await self._revoke_digest(session.kind, session.subject, session.token_digest)
+        await self._revoke_key(session.key, session.index, session.token_digest)
 
     async def revoke_token(self, kind: SessionKind, subject: int, token: str) -> None:
         """End the session of this token (one just opened, before anyone holds it)."""
-        await self._revoke_digest(kind, subject, _digest(token))
+        key, digest, _ = self._keys_of(kind, token)
+        await self._revoke_key(key, self._subject_key(kind, subject), digest)
 
-    async def _revoke_digest(self, kind: SessionKind, subject: int, digest: str) -> None:
-        pipe = self._client.pipeline(transaction=True)
-        pipe.delete(self._key(digest))
-        pipe.srem(self._subject_key(kind, subject), digest)
+    async def _revoke_key(self, key: str, index: str, digest: str) -> None:
+        pipe = self._client.pipeline(transaction=True)  # one slot: key and index share a tag
+        pipe.delete(key)
+        pipe.srem(index, digest)
         await pipe.execute()
 
     async def revoke_all(self, kind: SessionKind, subject: int) -> int:
         """End every session of an account (password change or reset); return how many were live.
 
         Only the digests read are removed from the index, in one transaction with their keys: a
-        session opened meanwhile stays listed, so the next revocation still finds it.
+        session opened meanwhile stays listed, so the next revocation still finds it. A
+        candidate's sessions opened before the shard-tagged layout are in the old index.
         """
-        index = self._subject_key(kind, subject)
+        if kind != "candidate":
+            return await self._revoke_listed(self._subject_key(kind, subject), None)
+        removed = await self._revoke_listed(self._subject_key(kind, subject), subject)
+        return removed + await self._revoke_listed(self._legacy_subject_key(kind, subject), None)
+
+    async def _revoke_listed(self, index: str, candidate: int | None) -> int:
         digests: Any = await self._client.smembers(index)
         if not digests:
             return 0
+        if candidate is None:
+            keys = [self._key(d) for d in digests]
+        else:
+            keys = [candidate_session_key(self._shard_of(candidate), d) for d in digests]
         pipe = self._client.pipeline(transaction=True)
-        pipe.delete(*(self._key(d) for d in digests))
+        pipe.delete(*keys)
         pipe.srem(index, *digests)
         removed, _ = await pipe.execute()
         return int(removed)

@@ -7,9 +7,13 @@ trim, dead-letter) and backlog statistics. It must not know about HTTP or SQL.
 Key layout, every key hash-tagged by shard so a shard lives in one Redis Cluster slot:
   examreg:{s}:stream            the shard's stream; consumer group "writers"
   examreg:{s}:dead              dead-letter stream of the shard
-  examreg:{s}:cand:<id>         per-candidate hash: version counter, latest queued record,
+  examreg:{s}:cand:<id>         per-candidate hash: version counter, latest accepted record
+                                (version, receipt, phase, time, stream id: not the form),
                                 receipts still queued (rcpt:…), dead-letter marks (dead:…)
-  examreg:{s}:idem:<id>:<key>   idempotency record (request hash and the original receipt)
+  examreg:{s}:idem:<id>:<key>   idempotency record, one string with its TTL:
+                                "<request hash> <version> <receipt> <accepted_at> <phase>"
+  examreg:{s}:session:<digest>  a candidate's session (engine/adapters/sessions.py), checked by
+                                examreg_submit in the same call
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +37,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from engine.adapters import metrics
-from engine.errors import IdempotencyKeyReused, Overloaded, Unavailable, WindowClosed
+from engine.errors import (
+    IdempotencyKeyReused,
+    Overloaded,
+    PasswordChangeRequired,
+    Unauthenticated,
+    Unavailable,
+    WindowClosed,
+)
 from engine.types import ShardStats
 
 GROUP = "writers"
@@ -133,6 +145,26 @@ async def open_connections(client: aioredis.Redis, count: int) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionCheck:
+    """The candidate session examreg_submit checks in the enqueue's own call (one round trip).
+
+    `key` must be the session's key in the submission's shard (`sessions.candidate_session_key`).
+    """
+
+    key: str
+    absolute_seconds: int
+    idle_seconds: int
+    national_id: str  # the form's: the session must have been opened with it
+    unit: str = ""  # the unit the token claims ('' none): the session must have been opened for it
+
+
+class SessionUnsettled(Exception):
+    """The server-side check could not settle the session alone: a session without the forced
+    change flag, or a form whose national ID is not the session's. The caller answers by the
+    slow path (the session read first, then the roster and the full validation)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Submission:
     """One validated registration, ready to enqueue."""
 
@@ -142,6 +174,7 @@ class Submission:
     form: dict[str, Any]
     phase: Literal["trial", "official"]
     deadline_ms: int = 0  # the candidate's close, epoch ms; Redis refuses at or after it (0: none)
+    session: SessionCheck | None = None  # None: the caller has checked the session already
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,17 +271,38 @@ class Enqueuer:
                 continue  # the client went away; the entry (if any) stays valid for its retry
             try:
                 future.set_result(self._parse(result, submission.shard))
-            except (IdempotencyKeyReused, Overloaded, Unavailable, WindowClosed) as exc:
+            except (
+                IdempotencyKeyReused,
+                Overloaded,
+                Unavailable,
+                WindowClosed,
+                Unauthenticated,
+                PasswordChangeRequired,
+                SessionUnsettled,
+            ) as exc:
                 future.set_exception(exc)
 
     def _queue_call(self, pipe: Any, sub: Submission) -> None:
         receipt_id = new_receipt_id()
-        pipe.fcall(
-            "examreg_submit",
-            3,
+        keys = [
             stream_key(sub.shard),
             candidate_key(sub.shard, sub.candidate_id),
             idempotency_key(sub.shard, sub.candidate_id, sub.idempotency_key),
+        ]
+        check: list[str] = []
+        if sub.session is not None:
+            keys.append(sub.session.key)
+            check = [
+                repr(time.time()),
+                str(sub.session.absolute_seconds),
+                str(sub.session.idle_seconds),
+                sub.session.national_id,
+                sub.session.unit,
+            ]
+        pipe.fcall(
+            "examreg_submit_v2",  # the old name stays for old processes (see examreg.lua)
+            len(keys),
+            *keys,
             str(sub.candidate_id),
             sub.idempotency_key,
             form_hash(sub.form),
@@ -259,6 +313,7 @@ class Enqueuer:
             str(self._ttl),
             str(self._max_len),
             str(sub.deadline_ms),
+            *check,
         )
 
     def _retry_after_for(self, shard: int | None) -> int:
@@ -283,6 +338,12 @@ class Enqueuer:
             raise Overloaded(retry_after=self._retry_after_for(shard), extra={"reason": "backlog"})
         if outcome == "closed":
             raise WindowClosed(extra={"phase": "closed"})
+        if outcome == "unauthenticated":
+            raise Unauthenticated()
+        if outcome == "must_change":
+            raise PasswordChangeRequired()
+        if outcome in ("unflagged", "mismatch"):
+            raise SessionUnsettled(outcome)
         return Receipt(
             receipt_id=str(result[2]),
             version=int(result[1]),
@@ -297,14 +358,14 @@ class Enqueuer:
 
 @dataclass(frozen=True, slots=True)
 class LatestRecord:
-    """What Redis remembers of a candidate's newest accepted version."""
+    """What Redis remembers of a candidate's newest accepted version (not its form: that is in
+    the stream entry `stream_id` until trimmed, and trimmed only once PostgreSQL holds it)."""
 
     version: int
     receipt_id: str
     phase: str
     accepted_at: str
     stream_id: str
-    form: dict[str, Any] | None  # still only in Redis; None once released after COMMIT
 
 
 async def latest_record(
@@ -312,33 +373,29 @@ async def latest_record(
 ) -> LatestRecord | None:
     values: list[Any] = await client.hmget(
         candidate_key(shard, candidate_id),
-        [
-            "latest_version",
-            "latest_receipt",
-            "latest_phase",
-            "latest_at",
-            "latest_stream_id",
-            "latest_form",
-        ],
+        ["latest_version", "latest_receipt", "latest_phase", "latest_at", "latest_stream_id"],
     )
     if values[0] is None:
         return None
     return LatestRecord(
-        int(values[0]),
-        str(values[1]),
-        str(values[2]),
-        str(values[3]),
-        str(values[4]),
-        None if values[5] is None else orjson.loads(values[5]),
+        int(values[0]), str(values[1]), str(values[2]), str(values[3]), str(values[4])
     )
 
 
-async def latest_queued(
-    client: aioredis.Redis, shard: int, candidate_id: int
-) -> LatestRecord | None:
-    """The newest accepted version while its form is still only in Redis."""
-    record = await latest_record(client, shard, candidate_id)
-    return record if record is not None and record.form is not None else None
+async def queued_form(
+    client: aioredis.Redis, shard: int, candidate_id: int, latest: LatestRecord
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(form, dead-letter id) of the newest accepted version, in one pipeline: the form from its
+    stream entry, None once the entry is trimmed (the writer trims only after COMMIT, so
+    PostgreSQL then holds it, unless the dead-letter id says it was given up on)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.xrange(stream_key(shard), latest.stream_id, latest.stream_id)
+    pipe.hget(candidate_key(shard, candidate_id), f"dead:{latest.receipt_id}")
+    entries, dead = await pipe.execute()
+    form = None
+    if entries and entries[0][1] and "form" in entries[0][1]:
+        form = orjson.loads(entries[0][1]["form"])
+    return form, None if dead is None else str(dead)
 
 
 async def queued_receipt(
@@ -439,7 +496,7 @@ async def _markers_of(
 
 
 async def release(client: aioredis.Redis, markers: Sequence[QueuedMarker]) -> None:
-    """Drop the queued markers (and latest forms) of versions PostgreSQL already holds."""
+    """Drop the queued markers of versions PostgreSQL already holds."""
     if not markers:
         return
     pipe = client.pipeline(transaction=False)

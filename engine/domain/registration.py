@@ -128,7 +128,9 @@ class Catalog:
 class CandidateContext:
     """What the validator knows about the submitter besides the body."""
 
-    national_id: str  # the roster's 12-digit ID of the logged-in candidate
+    # The roster's 12-digit ID of the logged-in candidate; None leaves the comparison to the
+    # caller (the API's submission compares it with the session's, in the enqueue's own call).
+    national_id: str | None
     today: date  # injected reference date (plausibility of date of birth)
 
 
@@ -325,7 +327,7 @@ def _national_id(
     if not _is_digits(number, 12):
         report.add("national_id", "invalid_format", digits=12)
         return None
-    if number != ctx.national_id:
+    if ctx.national_id is not None and number != ctx.national_id:
         report.add("national_id", "mismatch_roster")
     # Cross-field rules only make sense once the date of birth and the sex are themselves valid.
     if born is not None and sex is not None:

@@ -16,11 +16,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.adapters.sessions import Session
+from engine.adapters.streams import Receipt
 from engine.errors import (
     ExamregError,
     IdempotencyKeyRequired,
     NoRegistration,
     NotFound,
+    Overloaded,
     Unauthenticated,
 )
 from engine.http import plumbing
@@ -31,6 +33,7 @@ from engine.http.plumbing import (
     password_login,
     read_json,
     session_answer,
+    session_token,
     string_fields,
 )
 from engine.http.responses import api_language, json_response, services
@@ -91,6 +94,28 @@ def _idempotency_key(request: Request) -> str:
 
 
 async def submit_registration(request: Request) -> Response:
+    """202 with the receipt. A candidate token naming its shard costs one Redis round trip: the
+    session is checked in the enqueue's own call (`candidates.submit_by_token`); anything refused
+    before that call checks the session first, so 401 and 403 still answer before the rest."""
+    svc = services(request)
+    token = session_token(request, "candidate")
+    # A closed window (for the candidate and unit the token claims) takes the session's path:
+    # it refuses before the body is read, and still answers a replay accepted before the close.
+    if not candidates.fast_path(token) or not candidates.claimed_window_open(svc, token):
+        return await _submit_with_session(request)
+    try:
+        key = _idempotency_key(request)
+        body = await read_json(request, svc.settings.max_body_bytes)
+        admit(request)  # a complete body: now it is work under way
+    except ExamregError as exc:
+        if not isinstance(exc, Overloaded):  # shedding stays cheap: no Redis call
+            await candidates.session_of(svc, token)
+        candidates.count_refusal(exc)
+        raise
+    return _accepted(await candidates.submit_by_token(svc, token, key, body))
+
+
+async def _submit_with_session(request: Request) -> Response:
     svc = services(request)
     session = await candidate_session(request)
     try:
@@ -101,7 +126,10 @@ async def submit_registration(request: Request) -> Response:
     except ExamregError as exc:
         candidates.count_refusal(exc)
         raise
-    receipt = await candidates.submit(svc, session, key, body)
+    return _accepted(await candidates.submit(svc, session, key, body))
+
+
+def _accepted(receipt: Receipt) -> Response:
     if receipt.replayed:
         return json_response(receipt.to_json(), 202, {"Idempotent-Replayed": "true"})
     return json_response(receipt.to_json(), 202)

@@ -106,15 +106,25 @@ def _token(request: Request, kind: SessionKind, cookie: bool) -> str | None:
     return request.cookies.get(COOKIES[kind]) if cookie else None
 
 
+def session_token(request: Request, kind: SessionKind, *, page: bool = False) -> str:
+    """The caller's session token of this kind, unchecked (see `current_session`).
+
+    Raises:
+        Unauthenticated: no token, or one no session can have.
+    """
+    token = _token(request, kind, page or API_COOKIE[kind])
+    if not token or len(token) > 64:
+        raise Unauthenticated()
+    return token
+
+
 async def current_session(request: Request, kind: SessionKind, *, page: bool = False) -> Session:
     """The caller's live session of this kind; a token of the other kind is no session at all.
 
     The token comes from `Authorization: Bearer`, or from the session cookie for pages (`page`)
     and for the candidates' JSON API (see `API_COOKIE`).
     """
-    token = _token(request, kind, page or API_COOKIE[kind])
-    if not token or len(token) > 64:
-        raise Unauthenticated()
+    token = session_token(request, kind, page=page)
     session = await services(request).sessions.get(token, kind)
     if session is None:
         raise Unauthenticated()

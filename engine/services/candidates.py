@@ -15,13 +15,22 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import orjson
+
 from engine.adapters import dead_letters, metrics, store, streams
-from engine.adapters.sessions import Session
-from engine.adapters.streams import Receipt
+from engine.adapters.sessions import (
+    Session,
+    candidate_claim,
+    candidate_session_key,
+    claimed_unit,
+    token_digest,
+)
+from engine.adapters.streams import Receipt, SessionCheck, SessionUnsettled
 from engine.domain.calendar import CandidateWindow, Unit
 from engine.domain.registration import CandidateContext, validate_registration
 from engine.errors import (
     ExamregError,
+    InvalidRegistration,
     Overloaded,
     PasswordChangeRequired,
     Unauthenticated,
@@ -170,6 +179,94 @@ async def submit(svc: Services, session: Session, key: str, body: Any) -> Receip
     return receipt
 
 
+def fast_path(token: str) -> bool:
+    """Whether a token's submission can take one round trip (`submit_by_token`): a candidate
+    token naming its shard. One opened before the shard-tagged layout takes `submit`'s path."""
+    return candidate_claim(token) is not None
+
+
+async def session_of(svc: Services, token: str) -> Session:
+    """The live candidate session of a token, past the forced password change.
+
+    Raises:
+        Unauthenticated, PasswordChangeRequired.
+    """
+    session = await svc.sessions.get(token, "candidate")
+    if session is None:
+        raise Unauthenticated()
+    await require_password_changed(svc, session)
+    return session
+
+
+async def submit_by_token(svc: Services, token: str, key: str, body: Any) -> Receipt:
+    """`submit` in one Redis round trip: the session is checked by the enqueue's own server-side
+    call (live, the candidate's, within its lifetimes, password changed, opened with the form's
+    national ID and for the unit the token names), which also slides its idle expiry. Only for
+    tokens that pass `fast_path`.
+
+    The window is the one of the candidate and the unit the token claims; the server-side call
+    refuses the session unless it was opened for that unit, so a forged claim cannot borrow a
+    neighbour's reopen. Whatever the server-side check cannot settle alone, a closed window (a
+    replay of a key accepted before the close still gets its 202) and every refused form go by
+    `submit`'s path (the session read first): a refusal answers exactly as there, 401 and 403
+    before 409 and 422, with every field's error. Only accepted submissions, and replays while
+    the window is open, are one round trip.
+    """
+    claim = candidate_claim(token)
+    assert claim is not None, "submit_by_token needs a token that passes fast_path"
+    try:
+        receipt = await _enqueue_checked(svc, token, claim, key, body)
+    except (SessionUnsettled, InvalidRegistration, WindowClosed):
+        return await submit(svc, await session_of(svc, token), key, body)
+    except ExamregError as exc:
+        count_refusal(exc)
+        raise
+    count_receipt(receipt)
+    return receipt
+
+
+def _claimed_window(svc: Services, token: str, candidate_id: int) -> CandidateWindow:
+    """The window of the candidate and unit a token claims (verified by the enqueue's call)."""
+    unit = window.unit_of_scope({"unit": claimed_unit(token) or ""})
+    return svc.calendar.current().resolve(datetime.now(UTC), candidate_id, unit)
+
+
+def claimed_window_open(svc: Services, token: str) -> bool:
+    """Whether the window a `fast_path` token claims is open now."""
+    claim = candidate_claim(token)
+    return claim is not None and _claimed_window(svc, token, claim).phase in ("trial", "official")
+
+
+async def _enqueue_checked(
+    svc: Services, token: str, candidate_id: int, key: str, body: Any
+) -> Receipt:
+    unit = claimed_unit(token)
+    cw = _claimed_window(svc, token, candidate_id)
+    window.refuse_unless_open(cw)
+    context = CandidateContext(national_id=None, today=datetime.now(VIETNAM).date())
+    form = validate_registration(body, context, svc.catalog)
+    _refuse_when_memory_full(svc)
+    shard = svc.settings.shard_of(candidate_id)
+    check = SessionCheck(
+        key=candidate_session_key(shard, token_digest(token)),
+        absolute_seconds=svc.sessions.absolute_seconds,
+        idle_seconds=svc.sessions.idle_seconds,
+        national_id=str(form["national_id"]),
+        unit=unit or "",
+    )
+    return await svc.enqueuer.submit(
+        streams.Submission(
+            candidate_id=candidate_id,
+            shard=shard,
+            idempotency_key=key,
+            form=form,
+            phase="trial" if cw.phase == "trial" else "official",
+            deadline_ms=_deadline_ms(cw),
+            session=check,
+        )
+    )
+
+
 async def enqueue(
     svc: Services, candidate_id: int, key: str, form: dict[str, Any], cw: CandidateWindow
 ) -> Receipt:
@@ -181,10 +278,7 @@ async def enqueue(
     Raises:
         IdempotencyKeyReused, Overloaded, Unavailable, WindowClosed.
     """
-    if svc.memory_shedding:
-        raise Overloaded(
-            retry_after=svc.sampler.retry_after(None), extra={"reason": "redis_memory"}
-        )
+    _refuse_when_memory_full(svc)
     submission = streams.Submission(
         candidate_id=candidate_id,
         shard=svc.settings.shard_of(candidate_id),
@@ -198,6 +292,13 @@ async def enqueue(
     except WindowClosed:  # Redis judged the deadline passed: say when, in words
         window.refuse_unless_open(replace(cw, phase="closed"))
         raise
+
+
+def _refuse_when_memory_full(svc: Services) -> None:
+    if svc.memory_shedding:
+        raise Overloaded(
+            retry_after=svc.sampler.retry_after(None), extra={"reason": "redis_memory"}
+        )
 
 
 def count_receipt(receipt: Receipt) -> None:
@@ -227,23 +328,18 @@ async def newest_registration(svc: Services, candidate_id: int) -> dict[str, Any
     what to do, until an operator replays it (`examreg dead-letters replay`).
     """
     shard = svc.settings.shard_of(candidate_id)
-    # Redis first, then PostgreSQL: a form released from Redis is already committed there.
-    queued = await streams.latest_queued(svc.redis, shard, candidate_id)
+    # Redis first, then PostgreSQL: an entry trimmed from Redis is already committed there.
+    latest = await streams.latest_record(svc.redis, shard, candidate_id)
     persisted = await store.registration(svc.pool, candidate_id)
-    if queued is not None and (persisted is None or queued.version > persisted.version):
-        dead = await dead_letters.mark(svc.redis, shard, candidate_id, queued.receipt_id)
-        newest: dict[str, Any] = {
-            "version": queued.version,
-            "status": "queued" if dead is None else "needs_attention",
-            "receipt_id": queued.receipt_id,
-            "phase": queued.phase,
-            "accepted_at": queued.accepted_at,
-            "persisted_at": None,
-            "form": queued.form,
-        }
-        if dead is not None:
-            newest["attention"] = attention(queued.version, queued.receipt_id)
-        return newest
+    if latest is not None and (persisted is None or latest.version > persisted.version):
+        form, dead = await streams.queued_form(svc.redis, shard, candidate_id, latest)
+        if form is None and dead is not None:  # acknowledged and trimmed: the dead letter has it
+            letter = await dead_letters.read(svc.redis, shard, dead)
+            form = None if letter is None else orjson.loads(letter.fields.get("form", "null"))
+        if form is not None:
+            return _queued(latest, form, dead)
+        # Trimmed since the first read, so committed: PostgreSQL answers.
+        persisted = await store.registration(svc.pool, candidate_id)
     if persisted is None:
         return None
     return {
@@ -255,6 +351,21 @@ async def newest_registration(svc: Services, candidate_id: int) -> dict[str, Any
         "persisted_at": persisted.persisted_at.isoformat(),
         "form": persisted.form,
     }
+
+
+def _queued(latest: streams.LatestRecord, form: Any, dead: str | None) -> dict[str, Any]:
+    newest: dict[str, Any] = {
+        "version": latest.version,
+        "status": "queued" if dead is None else "needs_attention",
+        "receipt_id": latest.receipt_id,
+        "phase": latest.phase,
+        "accepted_at": latest.accepted_at,
+        "persisted_at": None,
+        "form": form,
+    }
+    if dead is not None:
+        newest["attention"] = attention(latest.version, latest.receipt_id)
+    return newest
 
 
 async def receipt_status(
@@ -269,7 +380,7 @@ async def receipt_status(
     shard = svc.settings.shard_of(candidate_id)
     version, dead = await streams.queued_receipt(svc.redis, shard, candidate_id, receipt_id)
     if version is not None:
-        latest = await streams.latest_queued(svc.redis, shard, candidate_id)
+        latest = await streams.latest_record(svc.redis, shard, candidate_id)
         newest = latest if latest is not None and latest.receipt_id == receipt_id else None
         status: dict[str, Any] = {
             "receipt_id": receipt_id,

@@ -139,11 +139,11 @@ async def queue(desk: Desk) -> dict[str, list[dict[str, Any]]]:
 async def _newest_version(svc: Services, conn: Any, candidate_id: int) -> int | None:
     """The newest accepted version: persisted (locked until COMMIT) or still queued in Redis."""
     shard = svc.settings.shard_of(candidate_id)
-    queued = await streams.latest_queued(svc.redis, shard, candidate_id)
+    latest = await streams.latest_record(svc.redis, shard, candidate_id)
     current = await review_store.current_version(conn, candidate_id)
     if current is None:
         return None
-    return max(current, queued.version) if queued is not None else current
+    return max(current, latest.version) if latest is not None else current
 
 
 async def decide(

@@ -37,7 +37,7 @@ async def _session_and_body(settings: Settings) -> tuple[dict[str, str], bytes, 
     catalog = await nation.catalog(settings.database_url)
     forms = nation.templates(rows, catalog)
     nation.check_templates(forms, rows, catalog)  # raises if a template is not a valid form
-    await nation.mint_sessions(settings.redis_url, rows[:1], "testnonce")
+    await nation.mint_sessions(settings.redis_url, rows[:1], "testnonce", settings.stream_shards)
     headers = {"Authorization": f"Bearer {nation.token_of('testnonce', rows[0][0])}"}
     body = orjson.dumps(nation.body_of(forms[rows[0][5]], rows[0]))
     return headers, body, rows[0][0]

@@ -128,7 +128,11 @@ class RegistrationModel(RuleBasedStateMachine):
 
     async def _reset(self) -> None:
         redis = self.world.redis
-        keys = [k async for k in redis.scan_iter(match="examreg:{*", count=1000)]
+        keys = [
+            k
+            async for k in redis.scan_iter(match="examreg:{*", count=1000)
+            if "}:session" not in k  # a candidate's session and its index carry its shard's tag
+        ]
         if keys:
             await redis.delete(*keys)
         await self.world.pool.execute("TRUNCATE registrations, registration_versions")

@@ -9,21 +9,88 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- examreg_submit: idempotency check, version, enqueue and read-your-writes record, atomically.
--- KEYS: 1 stream, 2 candidate hash, 3 idempotency record
+-- The candidate's session, checked in the submission's own call (sessions.py): live (its key
+-- exists: neither expired while idle, nor logged out, nor ended by a password change), the
+-- candidate's, inside its absolute lifetime, past the forced password change, opened with the
+-- national ID the form carries. The idle expiry slides here too, by at most one EXPIRE a minute
+-- in the write the call makes anyway: no request waits for a separate fsynced write for it.
+-- Returns nil when the session lets the submission through, else the refusal to return.
+local function refuse_session(key, args)
+  local raw = redis.call('GET', key)
+  if not raw then
+    return {'unauthenticated'}
+  end
+  local ok, session = pcall(cjson.decode, raw)
+  if not ok or session.kind ~= 'candidate' or tostring(session.sub) ~= args[1]
+      or tonumber(args[11]) - tonumber(session.created) > tonumber(args[12]) then
+    return {'unauthenticated'}
+  end
+  local scope = session.scope
+  local must_change = type(scope) == 'table' and scope.must_change
+  if must_change == true then
+    return {'must_change'}
+  elseif must_change ~= false then
+    return {'unflagged'}  -- no flag in the session: the roster answers (the caller's slow path)
+  end
+  if session.login ~= args[14] then
+    return {'mismatch'}
+  end
+  -- The unit the token claims chose the window the caller judged: it must be the session's.
+  local unit = type(scope) == 'table' and scope.unit
+  if type(unit) ~= 'string' then
+    unit = ''
+  end
+  if unit ~= (args[15] or '') then
+    return {'unflagged'}
+  end
+  local idle = tonumber(args[13])
+  if idle * 1000 - redis.call('PTTL', key) > 60000 then
+    redis.call('EXPIRE', key, idle)
+  end
+  return nil
+end
+
+-- The idempotency record: one string 'hash version receipt at phase' with its TTL (none of the
+-- five holds a space). A hash with those fields, written before the upgrade, is still read.
+local function prior_request(key)
+  local packed = redis.pcall('GET', key)
+  if type(packed) == 'table' and packed.err then  -- WRONGTYPE: a hash from before the upgrade
+    local old = redis.call('HMGET', key, 'hash', 'version', 'receipt', 'at', 'phase')
+    return old[1] and old or nil
+  end
+  if not packed then
+    return nil
+  end
+  return {string.match(packed, '^(%S+) (%S+) (%S+) (%S+) (%S+)$')}
+end
+
+-- examreg_submit: session check, idempotency check, deadline, version, enqueue and
+-- read-your-writes record, atomically.
+-- KEYS: 1 stream, 2 candidate hash, 3 idempotency record, [4 the candidate's session]
 -- ARGV: 1 candidate_id, 2 idempotency key, 3 request hash, 4 receipt id, 5 accepted_at,
 --       6 phase, 7 form (JSON), 8 idempotency TTL seconds, 9 max stream length (0 = no limit),
---       10 the candidate's deadline in epoch ms on this server's clock (0 or absent = none)
+--       10 the candidate's deadline in epoch ms on this server's clock (0 or absent = none),
+--       with KEYS[4]: 11 now (epoch seconds), 12 session absolute lifetime seconds,
+--       13 session idle seconds, 14 the form's national ID, 15 the unit the token claims
 -- Returns {'new', version, receipt, accepted_at, phase, stream id}
 --      or {'replay', version, receipt, accepted_at, phase} for the same key and body,
 --      or {'reused'} for the same key with another body, {'overloaded'} when the shard is full,
---      or {'closed'} at or after the deadline.
+--      {'closed'} at or after the deadline,
+--      or a session's refusal: {'unauthenticated'}, {'must_change'}, {'unflagged'}, {'mismatch'}.
 -- The deadline is judged here, on one clock for every API process, in the same atomic step as
 -- the XADD: every 202 of the lock's race was appended before the instant, every later call is
 -- refused (issue 14 item 3). A replay of a key accepted in time still answers its 202.
+-- The read-your-writes record is the version, receipt, phase, time and stream id: the form is
+-- read from the stream entry (or, once trimmed, from PostgreSQL), never kept a second time.
 local function submit(keys, args)
-  local prior = redis.call('HMGET', keys[3], 'hash', 'version', 'receipt', 'at', 'phase')
-  if prior[1] then
+  if keys[4] then
+    local refusal = refuse_session(keys[4], args)
+    if refusal then
+      return refusal
+    end
+  end
+  local prior = prior_request(keys[3])
+  if prior then
     if prior[1] == args[3] then
       return {'replay', prior[2], prior[3], prior[4], prior[5]}
     end
@@ -43,17 +110,15 @@ local function submit(keys, args)
     'phase', args[6], 'at', args[5], 'form', args[7])
   redis.call('HSET', keys[2],
     'latest_version', version, 'latest_receipt', args[4], 'latest_phase', args[6],
-    'latest_at', args[5], 'latest_form', args[7], 'latest_stream_id', id,
-    'rcpt:' .. args[4], version)
-  redis.call('HSET', keys[3], 'hash', args[3], 'version', version, 'receipt', args[4],
-    'at', args[5], 'phase', args[6])
-  redis.call('EXPIRE', keys[3], tonumber(args[8]))
+    'latest_at', args[5], 'latest_stream_id', id, 'rcpt:' .. args[4], version)
+  redis.call('SET', keys[3], args[3] .. ' ' .. version .. ' ' .. args[4] .. ' ' .. args[5] ..
+    ' ' .. args[6], 'EX', tonumber(args[8]))
   return {'new', version, args[4], args[5], args[6], id}
 end
 
 -- Drop what PostgreSQL now answers for: the receipt's queued marker (and a dead-letter mark,
--- should another writer have given up on it meanwhile), and the latest form if it is the version
--- just persisted (not a newer one).
+-- should another writer have given up on it meanwhile), and a `latest_form` written before the
+-- upgrade if it is the version just persisted (not a newer one; nothing writes that field now).
 local function release_one(candidate, version, receipt)
   redis.call('HDEL', candidate, 'rcpt:' .. receipt, 'dead:' .. receipt)
   if redis.call('HGET', candidate, 'latest_version') == version then
@@ -220,7 +285,12 @@ local function replay(keys, args)
   return {'replayed', id}
 end
 
+-- examreg_submit_v2 is what this version's API calls; examreg_submit stays for API processes of
+-- the previous version during a rolling upgrade (three keys, no session). Should such a process
+-- restart and load its older library, examreg_submit_v2 is gone and the new processes' calls fail
+-- (503 unavailable) instead of enqueueing without the session check that library lacks.
 redis.register_function('examreg_submit', submit)
+redis.register_function('examreg_submit_v2', submit)
 redis.register_function('examreg_release', release)
 redis.register_function('examreg_throttle_account', throttle_account)
 redis.register_function('examreg_throttle_failed', throttle_failed)
