@@ -135,7 +135,7 @@ class RegistrationModel(RuleBasedStateMachine):
         ]
         if keys:
             await redis.delete(*keys)
-        await self.world.pool.execute("TRUNCATE registrations, registration_versions")
+        await self.world.pool.execute("TRUNCATE registrations, registration_versions, unit_reviews")
         for shard in range(SHARDS):
             await StreamShard(redis, shard, "model").ensure_group()
 

@@ -100,7 +100,7 @@ async def own_state(own: Own) -> AsyncIterator[Own]:
     client.close()
     conn = await asyncpg.connect(own.endpoints.database_url)
     try:
-        await conn.execute("TRUNCATE registrations, registration_versions")
+        await conn.execute("TRUNCATE registrations, registration_versions, unit_reviews")
     finally:
         await conn.close()
     return own
