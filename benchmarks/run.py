@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -355,6 +356,13 @@ class Bench:
         while self.unsettled() >= count and time.monotonic() < deadline:
             time.sleep(0.02)
         remaining = self.unsettled()  # the first batch is already settled: count from here
+        roots = {
+            "writer": self.procs.pid("writer"),
+            "postgres": pid_file(self.services.pg_dir / "postmaster.pid"),
+            "valkey": pid_file(self.services.redis_dir / "valkey.pid"),
+        }
+        probe = cpu.Probe(roots)
+        probe.start()
         started = time.monotonic()
         # Persisted and acknowledged (what "acks included" means), then trimmed: a writer trims
         # at most once a second, so the streams empty up to a second after the last settle.
@@ -363,17 +371,21 @@ class Bench:
                 raise RuntimeError("the streams were not settled within 600s")
             time.sleep(0.02)
         seconds = time.monotonic() - started
+        spent = probe.stop()
         trimmed_after = self.wait_drained(600)
         self.procs.stop("writer")
         after = asyncio.run(nation.count_rows(dsn, "SELECT count(*) FROM registration_versions"))
         copy_seconds = asyncio.run(nation.copy_ceiling(dsn, records))
-        result = {
+        result: dict[str, Any] = {
             "entries": count,
             "existing_versions": before,
             "persisted": after - before,
             "writer_seconds": round(seconds, 2),
             "writer_rows_per_s": round(remaining / max(seconds, 1e-9)),
             "trimmed_after_s": round(trimmed_after, 2),
+            "cpu_seconds": spent,
+            "cpu_us_per_row": cpu.per_request_us(spent, remaining),
+            "load_average": list(os.getloadavg()),
             "copy_seconds": round(copy_seconds, 2),
             "copy_rows_per_s": round(len(records) / max(copy_seconds, 1e-9)),
             "enqueue_per_s": round(count / enqueue_seconds),
@@ -646,7 +658,7 @@ class Bench:
 
     def run(self) -> int:
         self.results["machine"] = machine_state("before")
-        phases = (
+        phases: tuple[tuple[str, Callable[[], None]], ...] = (
             ("setup", self.setup),
             ("drain", lambda: self.results.__setitem__("drain", self.drain("empty"))),
             ("accept", self.accept),

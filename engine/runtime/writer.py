@@ -69,6 +69,10 @@ class ShardWriter:
                         await streams.load_functions(self.shard.client)
                         await self.shard.ensure_group()
                         await self._drain_own_pending()
+                        # What a writer gone before its next trim settled stays until a trim:
+                        # one now, whatever the interval.
+                        self._untrimmed = True
+                        await self.flush()
                         ready = True
                     await self._step(stop)
                 except (backend.RedisError, OSError) as exc:
