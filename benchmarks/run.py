@@ -14,7 +14,9 @@ directory, and writes `results.json` (with its `ratios` object, `benchmarks/rati
    naive peer (`benchmarks/naive_app.py`) and hello-world (`loadtest/hello_app.py`), each with
    BENCH_WORKERS server processes; CPU µs per request of each process kind at the knee
    (`benchmarks/cpu.py`); then wrk's closed-loop 2xx/s of each (64 connections, same bytes).
-2. drain: writer rows/s from pre-filled streams into PostgreSQL, next to COPY of the same rows.
+2. drain: writer rows/s from pre-filled streams into PostgreSQL (timed from the first settled
+   batch until every entry is persisted and acknowledged; the trim after it reported apart), next
+   to COPY of the same rows; CPU µs per row of the writer, PostgreSQL and Valkey; load average.
 3. season: the whole roster's registrations, closed loop, from an empty queue to all persisted;
    the driver's ledger of acknowledged receipts is checked against the history.
 4. growth: the drain again with 5 M versions in the history; accept p99 at 50% and 90% of max.
