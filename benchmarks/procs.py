@@ -92,6 +92,26 @@ def stream_backlog(client: redis.Redis, shards: int) -> int:
     return sum(pipe.execute())
 
 
+def stream_unsettled(client: redis.Redis, shards: int) -> int:
+    """Entries not yet persisted and acknowledged (never delivered plus pending), every shard:
+    one round trip. A shard whose group does not exist yet counts its whole stream."""
+    pipe = client.pipeline(transaction=False)
+    for shard in range(shards):
+        pipe.xlen(streams.stream_key(shard))
+        pipe.xinfo_groups(streams.stream_key(shard))
+    results = pipe.execute(raise_on_error=False)
+    total = 0
+    for length, groups in zip(results[::2], results[1::2], strict=True):
+        group = None
+        if not isinstance(groups, BaseException):
+            group = next((g for g in groups if g["name"] == streams.GROUP), None)
+        if group is None or group.get("lag") is None:
+            total += int(length)
+        else:
+            total += int(group["lag"]) + int(group["pending"])
+    return total
+
+
 class Sampler(threading.Thread):
     """Stream backlog (entries not yet trimmed) and Redis memory every 0.5 s, with their peaks."""
 

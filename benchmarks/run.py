@@ -14,7 +14,9 @@ directory, and writes `results.json` (with its `ratios` object, `benchmarks/rati
    naive peer (`benchmarks/naive_app.py`) and hello-world (`loadtest/hello_app.py`), each with
    BENCH_WORKERS server processes; CPU µs per request of each process kind at the knee
    (`benchmarks/cpu.py`); then wrk's closed-loop 2xx/s of each (64 connections, same bytes).
-2. drain: writer rows/s from pre-filled streams into PostgreSQL, next to COPY of the same rows.
+2. drain: writer rows/s from pre-filled streams into PostgreSQL (timed from the first settled
+   batch until every entry is persisted and acknowledged; the trim after it reported apart), next
+   to COPY of the same rows; CPU µs per row of the writer, PostgreSQL and Valkey; load average.
 3. season: the whole roster's registrations, closed loop, from an empty queue to all persisted;
    the driver's ledger of acknowledged receipts is checked against the history.
 4. growth: the drain again with 5 M versions in the history; accept p99 at 50% and 90% of max.
@@ -36,6 +38,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,7 @@ from benchmarks.procs import (
     machine_state,
     pid_file,
     stream_backlog,
+    stream_unsettled,
     wait_http,
 )
 from engine.adapters.embedded import EmbeddedServices
@@ -72,7 +76,9 @@ class Config:
     scales both down for development (a small nation and history, short steps).
 
     BENCH_STEP_SECONDS and BENCH_SPIKE_SECONDS override the step and spike durations;
-    BENCH_WORKERS (2) and BENCH_WRITERS (1) set the process counts.
+    BENCH_WORKERS (2) and BENCH_WRITERS (1) set the process counts; BENCH_PHASES (e.g.
+    `drain,growth`) runs only the listed phases after the setup (growth without accept measures
+    its drain alone).
     """
 
     out: Path
@@ -174,6 +180,12 @@ class Bench:
         if self._redis is None:
             self._redis = redis.Redis.from_url(self.env["EXAMREG_REDIS_URL"], socket_timeout=10)
         return stream_backlog(self._redis, self.config.shards)
+
+    def unsettled(self) -> int:
+        """Entries not yet persisted and acknowledged (lag + pending), every shard."""
+        self.backlog()  # opens the connection
+        assert self._redis is not None
+        return stream_unsettled(self._redis, self.config.shards)
 
     def wait_drained(self, timeout: float) -> float:
         """Seconds until every stream is empty (trimmed after COMMIT); raises past `timeout`."""
@@ -343,19 +355,39 @@ class Bench:
         # Timed from the first entry the writer takes to the last trimmed (after COMMIT): the
         # writer's own start-up (imports, connections) is not drain time.
         deadline = time.monotonic() + 600
-        while self.backlog() >= count and time.monotonic() < deadline:
+        while self.unsettled() >= count and time.monotonic() < deadline:
             time.sleep(0.02)
-        remaining = self.backlog()  # the first batch is already committed: count from here
-        seconds = self.wait_drained(600)
+        remaining = self.unsettled()  # the first batch is already settled: count from here
+        roots = {
+            "writer": self.procs.pid("writer"),
+            "postgres": pid_file(self.services.pg_dir / "postmaster.pid"),
+            "valkey": pid_file(self.services.redis_dir / "valkey.pid"),
+        }
+        probe = cpu.Probe(roots)
+        probe.start()
+        started = time.monotonic()
+        # Persisted and acknowledged (what "acks included" means), then trimmed: a writer trims
+        # at most once a second, so the streams empty up to a second after the last settle.
+        while self.unsettled():
+            if time.monotonic() - started > 600:
+                raise RuntimeError("the streams were not settled within 600s")
+            time.sleep(0.02)
+        seconds = time.monotonic() - started
+        spent = probe.stop()
+        trimmed_after = self.wait_drained(600)
         self.procs.stop("writer")
         after = asyncio.run(nation.count_rows(dsn, "SELECT count(*) FROM registration_versions"))
         copy_seconds = asyncio.run(nation.copy_ceiling(dsn, records))
-        result = {
+        result: dict[str, Any] = {
             "entries": count,
             "existing_versions": before,
             "persisted": after - before,
             "writer_seconds": round(seconds, 2),
             "writer_rows_per_s": round(remaining / max(seconds, 1e-9)),
+            "trimmed_after_s": round(trimmed_after, 2),
+            "cpu_seconds": spent,
+            "cpu_us_per_row": cpu.per_request_us(spent, remaining),
+            "load_average": list(os.getloadavg()),
             "copy_seconds": round(copy_seconds, 2),
             "copy_rows_per_s": round(len(records) / max(copy_seconds, 1e-9)),
             "enqueue_per_s": round(count / enqueue_seconds),
@@ -628,7 +660,7 @@ class Bench:
 
     def run(self) -> int:
         self.results["machine"] = machine_state("before")
-        phases = (
+        phases: tuple[tuple[str, Callable[[], None]], ...] = (
             ("setup", self.setup),
             ("drain", lambda: self.results.__setitem__("drain", self.drain("empty"))),
             ("accept", self.accept),
@@ -638,6 +670,13 @@ class Bench:
             ("logins", self.logins),
         )
         timings: dict[str, float] = {}
+        wanted = os.environ.get("BENCH_PHASES", "")
+        if wanted:  # e.g. BENCH_PHASES=drain,growth: setup always runs, the others as listed
+            names = {"setup", *(n.strip() for n in wanted.split(","))}
+            unknown = names - {name for name, _ in phases}
+            if unknown:
+                raise SystemExit(f"BENCH_PHASES: no phase {', '.join(sorted(unknown))}")
+            phases = tuple((name, phase) for name, phase in phases if name in names)
         try:
             for name, phase in phases:
                 started = time.monotonic()

@@ -114,9 +114,16 @@ class Settings:
     secret_key: str = ""
     # Queue and writers.
     idempotency_ttl_seconds: int = 30 * 24 * 3600
-    writer_batch_size: int = 500
+    # A writer's batch grows with its shard's backlog from `writer_batch_min` to
+    # `writer_batch_size` entries, and its linger from 0 to `writer_linger_ms`
+    # (engine.domain.batching); it trims at most once per `writer_trim_interval_ms`, and runs at
+    # `writer_nice` (added to its OS niceness) so that the API gets the CPU first during a spike.
+    writer_batch_size: int = 2000
+    writer_batch_min: int = 50
     writer_block_ms: int = 1000
     writer_linger_ms: int = 50
+    writer_trim_interval_ms: int = 1000
+    writer_nice: int = 5
     writer_claim_idle_ms: int = 30_000
     writer_max_deliveries: int = 5
     writer_shutdown_seconds: float = 10.0
@@ -282,8 +289,11 @@ _RANGES: dict[str, tuple[float, float]] = {
     "session_absolute_seconds": (60, 30 * 86_400),
     "idempotency_ttl_seconds": (3600, 366 * 86_400),
     "writer_batch_size": (1, 100_000),
+    "writer_batch_min": (1, 100_000),
     "writer_block_ms": (1, 60_000),
     "writer_linger_ms": (0, 10_000),
+    "writer_trim_interval_ms": (0, 60_000),
+    "writer_nice": (0, 19),
     "writer_claim_idle_ms": (100, 86_400_000),
     "writer_max_deliveries": (1, 1000),
     "writer_shutdown_seconds": (0.1, 3600),
@@ -311,6 +321,12 @@ def _check_ranges(settings: Settings) -> None:
                 f"EXAMREG_{name.upper()}={value!r} is out of range: use {low:g} to {high:g}"
                 + _WHY.get(name, "")
             )
+    if settings.writer_batch_min > settings.writer_batch_size:
+        raise SettingsError(
+            f"EXAMREG_WRITER_BATCH_MIN={settings.writer_batch_min} is above "
+            f"EXAMREG_WRITER_BATCH_SIZE={settings.writer_batch_size}: the smallest batch "
+            "cannot be larger than the largest"
+        )
     if not 0 < settings.redis_memory_limit_ratio <= 1:
         raise SettingsError("EXAMREG_REDIS_MEMORY_LIMIT_RATIO must be in (0, 1]")
     work = settings.argon2_memory_kib * settings.argon2_time_cost

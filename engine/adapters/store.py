@@ -69,6 +69,21 @@ async def connect(dsn: str, *, connect_timeout: float = 10.0) -> asyncpg.Connect
     return conn
 
 
+class SinkConnection(asyncpg.Connection):
+    """A writer's connection: its staging table is created once, when it connects."""
+
+    staging_ready = False
+
+
+async def _init_sink_connection(conn: asyncpg.Connection) -> None:
+    await _init_connection(conn)
+    # Once per connection, not per batch: a temporary table lives as long as its session, and
+    # ON COMMIT DELETE ROWS empties it at every commit (architecture §2).
+    await conn.execute(QUERIES["create_staging"])
+    if isinstance(conn, SinkConnection):
+        conn.staging_ready = True
+
+
 async def _no_reset(conn: asyncpg.Connection) -> None:
     """Skip asyncpg's RESET ALL round trip on release: we keep no session state on connections
     (the staging tables are ON COMMIT DELETE ROWS and every transaction is closed)."""
@@ -81,6 +96,7 @@ async def create_pool(
     io_timeout: float = 5.0,
     role: str | None = None,
     statement_cache_size: int = 100,
+    staging: bool = False,
 ) -> asyncpg.Pool:
     """A pool whose connections decode jsonb and time out every command.
 
@@ -96,6 +112,9 @@ async def create_pool(
     needs when it cannot carry named prepared statements across its server connections
     (PgBouncer before 1.21); behind such a pooler the role must come from the login role's own
     default (`ALTER ROLE … SET role`), as PgBouncer refuses a `role` startup parameter.
+
+    With `staging` (the writers' pool) each connection creates the writer's staging table as it
+    connects, so `write_batch` never creates it again.
     """
     pool = await asyncpg.create_pool(
         dsn,
@@ -103,8 +122,9 @@ async def create_pool(
         max_size=size,
         command_timeout=io_timeout * 6,
         timeout=io_timeout,
-        init=_init_connection,
+        init=_init_sink_connection if staging else _init_connection,
         reset=_no_reset,
+        connection_class=SinkConnection if staging else asyncpg.Connection,
         server_settings={"role": role} if role else None,
         statement_cache_size=statement_cache_size,
     )
@@ -154,7 +174,8 @@ class BatchResult:
 async def write_batch(conn: Connection, rows: Sequence[VersionRow]) -> BatchResult:
     """Persist a batch in one transaction: COPY → history (skip duplicates) → guarded upsert."""
     async with conn.transaction():
-        await conn.execute(QUERIES["create_staging"])
+        if not getattr(conn, "staging_ready", False):  # a connection not from a writers' pool
+            await conn.execute(QUERIES["create_staging"])
         await conn.copy_records_to_table(
             "staging_versions", records=[r.as_record() for r in rows], columns=STAGING_COLUMNS
         )
@@ -311,14 +332,16 @@ async def receipt(
     return None if row is None else PersistedReceipt(*row)
 
 
-async def persisted_receipts(
-    pool: asyncpg.Pool, receipt_ids: Sequence[str]
-) -> dict[str, tuple[int, int]]:
-    """The committed ones among `receipt_ids`: receipt_id → (candidate_id, version)."""
-    if not receipt_ids:
+async def persisted_versions(
+    pool: asyncpg.Pool, versions: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], str]:
+    """The committed ones among these (candidate_id, version) pairs: pair → receipt_id."""
+    if not versions:
         return {}
-    rows = await pool.fetch(QUERIES["persisted_receipts"], list(receipt_ids))
-    return {r["receipt_id"]: (r["candidate_id"], r["version"]) for r in rows}
+    rows = await pool.fetch(
+        QUERIES["persisted_versions"], [v[0] for v in versions], [v[1] for v in versions]
+    )
+    return {(r["candidate_id"], r["version"]): r["receipt_id"] for r in rows}
 
 
 @dataclass(frozen=True, slots=True)

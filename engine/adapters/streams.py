@@ -559,18 +559,6 @@ class StreamShard:
         rows = await self.client.xpending_range(self.stream, GROUP, entry_id, entry_id, 1)
         return int(rows[0]["times_delivered"]) if rows else 0
 
-    async def settle(self, entries: Sequence[tuple[str, int, int, str]]) -> int:
-        """After COMMIT: drop the Redis copies PostgreSQL now answers for and acknowledge the
-        entries, in one atomic call. Each entry is (stream id, candidate_id, version, receipt_id);
-        returns how many were acknowledged."""
-        if not entries:
-            return 0
-        keys = [self.stream, *(candidate_key(self.shard, e[1]) for e in entries)]
-        args = [GROUP]
-        for entry_id, _, version, receipt in entries:
-            args += [entry_id, str(version), receipt]
-        return int(await self.client.fcall("examreg_settle", len(keys), *keys, *args))
-
     async def dead_letter(self, entry_id: str, fields: dict[str, str], reason: str) -> str:
         """Move an entry that can never be persisted to the shard's dead-letter stream.
 
@@ -592,17 +580,58 @@ class StreamShard:
         result: Any = await self.client.fcall("examreg_dead_letter", len(keys), *keys, *args)
         return str(result)
 
-    async def trim(self) -> int:
+    async def trim(self) -> TrimResult:
         """Remove entries below everything still pending or undelivered (architecture §3.4)."""
-        summary = await self.client.xpending(self.stream, GROUP)
-        if summary["pending"]:
-            threshold = summary["min"]
-        else:
-            groups = await self.client.xinfo_groups(self.stream)
-            last = next((g["last-delivered-id"] for g in groups if g["name"] == GROUP), "0-0")
-            millis, seq = (int(part) for part in last.split("-"))
-            threshold = f"{millis}-{seq + 1}"
-        return int(await self.client.xtrim(self.stream, minid=threshold, approximate=False))
+        return _trim_result(await self.client.fcall("examreg_trim", 1, self.stream, GROUP))
+
+    async def settle(
+        self, entries: Sequence[tuple[str, int, int, str]], *, trim: bool = False
+    ) -> Settled:
+        """After COMMIT: drop the Redis copies PostgreSQL now answers for and acknowledge the
+        entries, in one atomic call; with `trim`, trim after it in the same pipeline (one round
+        trip per batch; the trim already sees this batch acknowledged). Each entry is
+        (stream id, candidate_id, version, receipt_id)."""
+        if not entries and not trim:
+            return Settled(0, None)
+        pipe = self.client.pipeline(transaction=False)
+        if entries:
+            keys = [self.stream, *(candidate_key(self.shard, e[1]) for e in entries)]
+            args = [GROUP]
+            for entry_id, _, version, receipt in entries:
+                args += [entry_id, str(version), receipt]
+            pipe.fcall("examreg_settle", len(keys), *keys, *args)
+        if trim:
+            pipe.fcall("examreg_trim", 1, self.stream, GROUP)
+        results = await pipe.execute()
+        return Settled(
+            int(results[0]) if entries else 0, _trim_result(results[-1]) if trim else None
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TrimResult:
+    """What one trim removed, and the shard's backlog as Valkey saw it then."""
+
+    trimmed: int
+    lag: int | None  # entries never delivered (None: Valkey could not tell)
+    pending: int  # delivered, not yet acknowledged
+
+    @property
+    def backlog(self) -> int | None:
+        return None if self.lag is None else self.lag + self.pending
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What one settle acknowledged, and its trim's result when it trimmed."""
+
+    acked: int
+    trim: TrimResult | None
+
+
+def _trim_result(answer: Any) -> TrimResult:
+    trimmed, lag, pending = (int(v) for v in answer)
+    return TrimResult(trimmed, None if lag < 0 else lag, pending)
 
 
 def _id_age(entry_id: str, now_ms: int) -> float:

@@ -47,8 +47,21 @@ class VersionRow:
     accepted_at: datetime
 
     def as_record(self) -> tuple[object, ...]:
-        """The tuple in the column order of the staging table (`STAGING_COLUMNS`)."""
-        return tuple(getattr(self, name) for name in STAGING_COLUMNS)
+        """The tuple in the column order of the staging table (`STAGING_COLUMNS`, the fields'
+        order; spelled out, for it runs once per row: a getattr loop was 5% of a writer's CPU)."""
+        return (
+            self.candidate_id,
+            self.version,
+            self.receipt_id,
+            self.idempotency_key,
+            self.request_hash,
+            self.phase,
+            self.form,
+            self.full_name,
+            self.shard,
+            self.stream_id,
+            self.accepted_at,
+        )
 
 
 # The staging table's columns are the row's fields, in their order (schema: staging_versions).

@@ -2,13 +2,18 @@
 
 Owns the loop of one writer process: for each of its shards, read a batch, persist it in one
 transaction, and only after COMMIT release the Redis copies and acknowledge (one atomic call),
-then trim. At start it sweeps its shards for queued markers of versions already persisted
-(`engine.services.reconciliation`). Entries left by a dead writer are claimed after they idle; an
-entry that fails alone is retried until it has been delivered `writer_max_deliveries` times and
-then dead-lettered; a failing batch is halved until the bad entry stands alone, so it never blocks
-the rest. Shutdown (SIGTERM) stops reading, lets the batch in hand finish within
-`writer_shutdown_seconds`, then cancels; anything not acknowledged is simply delivered again
-later, which the version guard and `ON CONFLICT DO NOTHING` make harmless.
+with the trim (at most once per `writer_trim_interval_ms`) pipelined after it. The next batch is
+read while the current one commits; batches are still committed one after the other, in the
+order they were read. Batch size and linger follow the shard's backlog
+(`engine.domain.batching`). At start it sweeps its shards for queued markers of versions already
+persisted (`engine.services.reconciliation`). Entries left by a dead writer are claimed after they
+idle; an entry that fails alone is retried until it has been delivered `writer_max_deliveries`
+times and then dead-lettered; a failing batch is halved until the bad entry stands alone, so it
+never blocks the rest. Shutdown (SIGTERM) stops reading, lets the batch in hand finish within
+`writer_shutdown_seconds`, then cancels; anything not acknowledged (the batch read ahead
+included) is simply delivered again later, which the version guard and `ON CONFLICT DO NOTHING`
+make harmless. The process runs at `writer_nice` above its parent's niceness, so that during a
+spike the kernel gives the API workers the CPU first.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import time
@@ -24,6 +30,7 @@ from datetime import UTC, datetime
 
 from engine.adapters import backend, metrics, store, streams
 from engine.adapters.streams import StreamEntries, StreamShard
+from engine.domain.batching import BatchPolicy, BatchSizer
 from engine.domain.entries import PoisonEntry, VersionRow, to_row
 from engine.services import reconciliation
 from engine.settings import Settings
@@ -40,38 +47,59 @@ class ShardWriter:
         self.settings = settings
         self.pool = pool
         self.shard = shard
+        self.sizer = BatchSizer(
+            BatchPolicy(
+                settings.writer_batch_min, settings.writer_batch_size, settings.writer_linger_ms
+            )
+        )
         self._last_claim = 0.0
+        self._last_trim: float | None = None  # never trimmed yet: the first settle trims
+        self._untrimmed = False  # settled entries that no trim has removed yet
+        self._next: asyncio.Task[StreamEntries] | None = None  # the read ahead
 
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until `stop` is set: own pending entries first, then claims and new entries."""
         ready = False
-        while not stop.is_set():
-            try:
-                if not ready:  # inside the loop: Redis may be down when the writer starts
-                    # The writer calls examreg_settle: it must not depend on an API having
-                    # loaded the library (a new Redis, or writers upgraded first).
-                    await streams.load_functions(self.shard.client)
-                    await self.shard.ensure_group()
-                    await self._drain_own_pending()
-                    ready = True
-                await self._step()
-            except (backend.RedisError, OSError) as exc:
-                metrics.WRITER_ERRORS.labels("redis").inc()
-                log.warning("redis error on shard %d: %s", self.shard.shard, type(exc).__name__)
-                ready = False  # a failed read may have been delivered: finish our own first
-                await _sleep_or_stop(stop, 1.0)
-            except (
-                backend.PostgresError,
-                backend.InterfaceError,
-                backend.InternalClientError,
-                TimeoutError,
-            ) as exc:
-                metrics.WRITER_ERRORS.labels("postgres").inc()
-                log.warning("postgres error on shard %d: %s", self.shard.shard, type(exc).__name__)
-                ready = False
-                await _sleep_or_stop(stop, 1.0)
+        try:
+            while not stop.is_set():
+                try:
+                    if not ready:  # inside the loop: Redis may be down when the writer starts
+                        # The writer calls examreg_settle: it must not depend on an API having
+                        # loaded the library (a new Redis, or writers upgraded first).
+                        await streams.load_functions(self.shard.client)
+                        await self.shard.ensure_group()
+                        await self._drain_own_pending()
+                        # What a writer gone before its next trim settled stays until a trim:
+                        # one now, whatever the interval.
+                        self._untrimmed = True
+                        await self.flush()
+                        ready = True
+                    await self._step(stop)
+                except (backend.RedisError, OSError) as exc:
+                    metrics.WRITER_ERRORS.labels("redis").inc()
+                    log.warning("redis error on shard %d: %s", self.shard.shard, type(exc).__name__)
+                    ready = False  # a failed read may have been delivered: finish our own first
+                    await self._abandon_read()
+                    await _sleep_or_stop(stop, 1.0)
+                except (
+                    backend.PostgresError,
+                    backend.InterfaceError,
+                    backend.InternalClientError,
+                    TimeoutError,
+                ) as exc:
+                    metrics.WRITER_ERRORS.labels("postgres").inc()
+                    log.warning(
+                        "postgres error on shard %d: %s", self.shard.shard, type(exc).__name__
+                    )
+                    ready = False
+                    await self._abandon_read()
+                    await _sleep_or_stop(stop, 1.0)
+        finally:
+            # What the read ahead took stays pending on this consumer: a restart under the same
+            # name reads it again at once, any other writer claims it once idle.
+            await self._abandon_read()
 
-    async def _step(self) -> None:
+    async def _step(self, stop: asyncio.Event) -> None:
         now = time.monotonic()
         if now - self._last_claim >= self.settings.writer_claim_idle_ms / 2000:
             self._last_claim = now
@@ -81,15 +109,69 @@ class ShardWriter:
             if claimed:
                 metrics.ENTRIES_CLAIMED.inc(len(claimed))
                 await self.process(claimed)
-        size = self.settings.writer_batch_size
-        entries = await self.shard.read(size, self.settings.writer_block_ms)
-        if entries and len(entries) < size and self.settings.writer_linger_ms:
-            # Size or time: a short linger turns a trickle into batches, so each PostgreSQL
-            # commit and each Redis fsync carries many entries instead of one.
-            await asyncio.sleep(self.settings.writer_linger_ms / 1000)
-            entries += await self.shard.read(size - len(entries), None)
-        if entries:
-            await self.process(entries)
+        if self._next is None:
+            self._next = asyncio.create_task(self._read_batch())
+        entries = await self._await_read(self._next)
+        self._next = None
+        if not entries:
+            return
+        if not stop.is_set():
+            # Read ahead: the next batch (and its linger) is fetched while this one commits. It
+            # is committed only after this one, so batches of a shard commit in read order.
+            self._next = asyncio.create_task(self._read_batch())
+        await self.process(entries)
+
+    async def _read_batch(self) -> StreamEntries:
+        """Size or time: a short read lingers to fill the batch, for as long as the backlog says,
+        so each PostgreSQL commit and each Valkey settle carries many entries instead of one."""
+        plan = self.sizer.plan()
+        entries = await self.shard.read(plan.size, self.settings.writer_block_ms)
+        if entries and len(entries) < plan.size and plan.linger_seconds > 0:
+            await asyncio.sleep(plan.linger_seconds)
+            entries += await self.shard.read(plan.size - len(entries), None)
+        self.sizer.read(plan.size, len(entries))
+        return entries
+
+    async def _await_read(self, read: asyncio.Task[StreamEntries]) -> StreamEntries:
+        """The read's entries; while it blocks on an idle stream, the trim that is due runs, so
+        the last batch of a burst is trimmed at most one interval after its settle."""
+        while True:
+            wait = self._trim_wait()
+            done, _ = await asyncio.wait({read}, timeout=wait)
+            if done:
+                return read.result()
+            await self.flush()
+
+    async def _abandon_read(self) -> None:
+        read, self._next = self._next, None
+        if read is not None:
+            read.cancel()
+            await asyncio.gather(read, return_exceptions=True)
+
+    def _trim_due(self) -> bool:
+        interval = self.settings.writer_trim_interval_ms / 1000
+        return self._last_trim is None or time.monotonic() - self._last_trim >= interval
+
+    def _trim_wait(self) -> float | None:
+        """Seconds until a trim is due, if entries wait for one; None if none do."""
+        if not self._untrimmed:
+            return None
+        if self._last_trim is None:
+            return 0.0
+        interval = self.settings.writer_trim_interval_ms / 1000
+        return max(0.0, self._last_trim + interval - time.monotonic())
+
+    async def flush(self) -> None:
+        """Trim now what this writer settled or dead-lettered since its last trim (whatever the
+        interval)."""
+        if self._untrimmed:
+            self._trimmed(await self.shard.trim())
+
+    def _trimmed(self, result: streams.TrimResult) -> None:
+        self._last_trim = time.monotonic()
+        self._untrimmed = False
+        if result.backlog is not None:
+            self.sizer.reported(result.backlog)
 
     async def _drain_own_pending(self) -> None:
         """After a restart or an error, finish what this consumer had read but not acknowledged.
@@ -114,13 +196,15 @@ class ShardWriter:
                 items.append((entry_id, fields, to_row(entry_id, self.shard.shard, fields)))
             except PoisonEntry as exc:
                 await self.shard.dead_letter(entry_id, fields, f"malformed: {exc}")
+                self._untrimmed = True
                 metrics.DEAD_LETTERS.labels("malformed").inc()
                 log.error(
                     "dead-lettered malformed entry %s on shard %d", entry_id, self.shard.shard
                 )
         if items:
             await self._persist(items)
-        await self.shard.trim()
+        elif self._trim_due():  # only dead letters: nothing to settle, trim on its own
+            await self.flush()
 
     async def _persist(self, items: Sequence[Item]) -> None:
         started = time.perf_counter()
@@ -142,13 +226,22 @@ class ShardWriter:
         metrics.WRITER_BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.ROWS_PERSISTED.inc(result.history_rows)
         now = datetime.now(UTC)
-        for _, _, row in items:
-            metrics.ACCEPT_TO_PERSIST.observe(max(0.0, (now - row.accepted_at).total_seconds()))
+        metrics.observe_many(
+            metrics.ACCEPT_TO_PERSIST,
+            [max(0.0, (now - row.accepted_at).total_seconds()) for _, _, row in items],
+        )
         # Only now, after COMMIT, may Redis forget the entries (architecture §3.4). Releasing the
         # read-your-writes copies and acknowledging is one atomic call: acknowledged first and
         # released after, a writer killed in between left receipts `queued` forever, for no entry
         # was left to deliver again. Killed before the call, the entries are simply redelivered.
-        await self.shard.settle([(e, r.candidate_id, r.version, r.receipt_id) for e, _, r in items])
+        # The trim, when due, rides in the same pipeline, after the settle.
+        trim = self._trim_due()
+        self._untrimmed = True
+        settled = await self.shard.settle(
+            [(e, r.candidate_id, r.version, r.receipt_id) for e, _, r in items], trim=trim
+        )
+        if settled.trim is not None:
+            self._trimmed(settled.trim)
 
     async def _write_with_retry(self, rows: list[VersionRow]) -> store.BatchResult:
         """Retry deadlocks and serialization failures a few times before giving up on the batch."""
@@ -169,6 +262,7 @@ class ShardWriter:
         reason = store.refusal_reason(exc)
         if deliveries >= self.settings.writer_max_deliveries:
             await self.shard.dead_letter(entry_id, fields, reason)
+            self._untrimmed = True
             metrics.DEAD_LETTERS.labels("rejected_by_database").inc()
             log.error(
                 "dead-lettered entry %s on shard %d after %d deliveries (%s)",
@@ -239,10 +333,25 @@ async def run_writer(
         raise crashed[0].exception()  # type: ignore[misc]
 
 
+def yield_cpu(increment: int) -> int:
+    """Lower this process's CPU priority by `increment` (nice); returns the niceness now.
+
+    Absorbing a spike is the queue's point: while entries wait in Valkey they are safe, so the
+    API workers, which answer candidates, get the CPU first. Niceness weighs, it does not starve:
+    at +5 a writer sharing a busy core with one API worker still gets about a quarter of it
+    (CFS weights 335 against 1024), and the whole core once the API is idle. An unprivileged
+    process cannot take the priority back, so the writer does not speed up near the backlog
+    limit; its batches grow with the backlog instead (less CPU per row), and the limit itself
+    sheds with 503 + Retry-After.
+    """
+    return os.nice(increment)
+
+
 async def main(settings: Settings, process_index: int, processes: int) -> int:
     """Entry point of one writer process: connect, run until SIGTERM/SIGINT, shut down cleanly."""
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("EXAMREG_DATABASE_URL and EXAMREG_REDIS_URL must be set")
+    niceness = yield_cpu(settings.writer_nice)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -258,11 +367,14 @@ async def main(settings: Settings, process_index: int, processes: int) -> int:
         io_timeout=settings.io_timeout_seconds,
         role=settings.service_role,
         statement_cache_size=settings.db_statement_cache_size,
+        # Behind a transaction pooler (statement cache off, see README) a session's temp table
+        # does not follow the next transaction to its server connection: create it per batch.
+        staging=settings.db_statement_cache_size > 0,
     )
     # A stable consumer name per slot: a restarted writer finds its own pending entries again.
     consumer = f"{socket.gethostname()}-w{process_index}"
     shard_numbers = shards_for(process_index, processes, settings.stream_shards)
-    log.info("writer %s reading shards %s", consumer, shard_numbers)
+    log.info("writer %s reading shards %s at niceness %d", consumer, shard_numbers, niceness)
     try:
         await run_writer(settings, pool, client, shard_numbers, consumer, stop)
     finally:

@@ -57,8 +57,10 @@ async def release_persisted_markers(
     queued = released = 0
     async for markers in streams.queued_markers(client, shards, page=page):
         queued += len(markers)
-        persisted = await store.persisted_receipts(pool, [m.receipt_id for m in markers])
-        stale = [m for m in markers if persisted.get(m.receipt_id) == (m.candidate_id, m.version)]
+        persisted = await store.persisted_versions(
+            pool, [(m.candidate_id, m.version) for m in markers]
+        )
+        stale = [m for m in markers if persisted.get((m.candidate_id, m.version)) == m.receipt_id]
         await streams.release(client, stale)
         released += len(stale)
         metrics.MARKERS_RELEASED.inc(len(stale))

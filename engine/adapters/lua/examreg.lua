@@ -285,6 +285,38 @@ local function replay(keys, args)
   return {'replayed', id}
 end
 
+-- examreg_trim: remove the entries below everything still pending or never delivered
+-- (architecture §3.4), and say how far behind the writers are, in one atomic step. Entries below
+-- the oldest pending one, or at most the last delivered when none is pending, are acknowledged,
+-- and an acknowledged entry never becomes pending again. A writer calls it at most once a second,
+-- pipelined after its batch's examreg_settle.
+-- KEYS: 1 stream; ARGV: 1 consumer group
+-- Returns {entries trimmed, lag (never delivered; -1 when Valkey cannot tell), pending}
+local function trim(keys, args)
+  local summary = redis.call('XPENDING', keys[1], args[1])
+  local pending, threshold, lag = summary[1], summary[2], -1
+  for _, group in ipairs(redis.call('XINFO', 'GROUPS', keys[1])) do
+    local info = {}
+    for i = 1, #group, 2 do
+      info[group[i]] = group[i + 1]
+    end
+    if info.name == args[1] then
+      if type(info.lag) == 'number' then
+        lag = info.lag
+      end
+      if pending == 0 then
+        local millis, seq = string.match(info['last-delivered-id'], '^(%d+)-(%d+)$')
+        threshold = millis .. '-' .. string.format('%d', tonumber(seq) + 1)
+      end
+    end
+  end
+  local trimmed = 0
+  if threshold then
+    trimmed = redis.call('XTRIM', keys[1], 'MINID', threshold)
+  end
+  return {trimmed, lag, pending}
+end
+
 -- examreg_submit_v2 is what this version's API calls; examreg_submit stays for API processes of
 -- the previous version during a rolling upgrade (three keys, no session). Should such a process
 -- restart and load its older library, examreg_submit_v2 is gone and the new processes' calls fail
@@ -299,3 +331,4 @@ redis.register_function('examreg_throttle_uncount', throttle_uncount)
 redis.register_function('examreg_settle', settle)
 redis.register_function('examreg_dead_letter', dead_letter)
 redis.register_function('examreg_replay', replay)
+redis.register_function('examreg_trim', trim)

@@ -28,14 +28,16 @@ SELECT version, receipt_id, phase, form, accepted_at, persisted_at
 FROM registrations WHERE candidate_id = $1;
 
 -- name: receipt
+-- The primary key's candidate_id prefix serves it: a candidate has a handful of versions.
 SELECT version, phase, accepted_at, persisted_at
 FROM registration_versions WHERE candidate_id = $1 AND receipt_id = $2;
 
--- name: persisted_receipts
--- Which of these receipts are committed, with their candidate and version (the reconciliation
--- sweep; receipt_id is unique, so its index serves the lookup).
-SELECT receipt_id, candidate_id, version
-FROM registration_versions WHERE receipt_id = ANY($1::text[]);
+-- name: persisted_versions
+-- Which of these (candidate, version) pairs are committed, with their receipt (the
+-- reconciliation sweep): one primary-key probe each, so no index on receipt_id is needed.
+SELECT v.candidate_id, v.version, v.receipt_id
+FROM unnest($1::bigint[], $2::integer[]) AS m (candidate_id, version)
+JOIN registration_versions v USING (candidate_id, version);
 
 -- name: registration_history
 -- Every persisted version of one candidate, newest first (the primary key serves the order).
