@@ -484,4 +484,7 @@ def sample_form(entry: RosterEntry, rng: random.Random) -> dict[str, Any]:
         "exemptions": _exemptions(language, rng),
         "priority_group": _priority_group(ethnicity, entry.candidate_type, rng),
         "exam_site_province": entry.province_code,
+        # Drawn last, so the fields above stay what they were for a given seed.
+        "class_12": f"12A{rng.randint(1, 12)}" if entry.candidate_type == "a" else None,
+        "contact_address": _address(rng) if rng.random() < 0.2 else None,
     }

@@ -24,7 +24,7 @@ ELECTIVES = {code for code, _ in reference.ELECTIVES}
 FORM_KEYS = {
     "full_name", "date_of_birth", "sex", "national_id", "ethnicity", "birthplace", "residence",
     "schools", "phone", "email", "candidate_type", "purposes", "electives", "foreign_language",
-    "exemptions", "priority_group", "exam_site_province",
+    "exemptions", "priority_group", "exam_site_province", "class_12", "contact_address",
 }  # fmt: skip
 SCHOOL_KEYS = {(s.province_code, s.school_code) for s in reference.schools()}
 CERTIFICATE_LANGUAGE = {code: language for code, language, _ in reference.CERTIFICATES}
