@@ -18,8 +18,11 @@ from engine.adapters import dead_letters, metrics, store, streams
 from engine.adapters.sessions import Session
 from engine.adapters.streams import Receipt
 from engine.domain.registration import CandidateContext, validate_registration
+from engine.domain.registration_messages import message
 from engine.errors import (
     ExamregError,
+    FieldError,
+    InvalidRegistration,
     Overloaded,
     PasswordChangeRequired,
     Unauthenticated,
@@ -126,7 +129,8 @@ async def submit(svc: Services, session: Session, key: str, body: Any) -> Receip
         phase = open_phase(svc)
         # The session holds the roster's national ID, so the hot path needs no roster query.
         context = CandidateContext(national_id=session.login, today=datetime.now(VIETNAM).date())
-        form = validate_registration(body, context, svc.catalog)
+        form = validate_registration(body, context, svc.catalog, svc.rules)
+        await check_photo(svc, form)
         if svc.memory_shedding:
             raise Overloaded(
                 retry_after=svc.sampler.retry_after(None), extra={"reason": "redis_memory"}
@@ -148,6 +152,18 @@ async def submit(svc: Services, session: Session, key: str, body: Any) -> Receip
     else:
         metrics.SUBMISSIONS_ACCEPTED.labels(receipt.phase).inc()
     return receipt
+
+
+async def check_photo(svc: Services, form: dict[str, Any]) -> None:
+    """A form's `photo_sha256` must name a photo the store holds (uploaded first).
+
+    Raises:
+        InvalidRegistration: `unknown_photo` on `photo_sha256`.
+    """
+    digest = form.get("photo_sha256")
+    if digest is not None and not await svc.photos.exists(digest):
+        vi, en = message("unknown_photo")
+        raise InvalidRegistration(errors=(FieldError("photo_sha256", "unknown_photo", vi, en),))
 
 
 def count_refusal(exc: ExamregError) -> None:
