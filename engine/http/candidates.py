@@ -16,19 +16,27 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.adapters.sessions import Session
-from engine.errors import ExamregError, IdempotencyKeyRequired, NoRegistration, NotFound
+from engine.domain import photo
+from engine.errors import (
+    ExamregError,
+    IdempotencyKeyRequired,
+    NoRegistration,
+    NotFound,
+    PayloadTooLarge,
+)
 from engine.http import plumbing
 from engine.http.gate import admit
 from engine.http.plumbing import (
     client_address,
     current_session,
     password_login,
+    read_body,
     read_json,
     session_answer,
     string_fields,
 )
 from engine.http.responses import api_language, json_response, services
-from engine.services import candidates
+from engine.services import candidates, photos
 
 
 async def candidate_session(request: Request, *, forced_ok: bool = False) -> Session:
@@ -100,6 +108,27 @@ async def submit_registration(request: Request) -> Response:
     return json_response(receipt.to_json(), 202)
 
 
+async def upload_photo(request: Request) -> Response:
+    """201 with the stored photo's hash (200 if that very photo was stored already)."""
+    svc = services(request)
+    session = await candidate_session(request)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if media_type not in photo.MEDIA_TYPES:
+            raise photo.unsupported_type()
+        try:
+            data = await read_body(request, svc.settings.photo_max_bytes)
+        except PayloadTooLarge as exc:
+            raise photo.too_large(svc.settings.photo_max_bytes) from exc
+        admit(request)
+        stored = await photos.ingest(svc, data, media_type)
+    except ExamregError as exc:
+        candidates.count_refusal(exc)
+        raise
+    del session
+    return json_response(stored.to_json(), 201 if stored.stored else 200)
+
+
 async def get_registration(request: Request) -> Response:
     session = await candidate_session(request)
     admit(request)
@@ -158,6 +187,7 @@ routes = [
     Route("/api/v1/me", me, methods=["GET"]),
     Route("/api/v1/me/registration", submit_registration, methods=["PUT"]),
     Route("/api/v1/me/registration", get_registration, methods=["GET"]),
+    Route("/api/v1/me/photo", upload_photo, methods=["POST"]),
     Route("/api/v1/me/receipts/{receipt_id}", get_receipt, methods=["GET"]),
     Route("/api/v1/reference", reference, methods=["GET"]),
     Route("/api/v1/window", window, methods=["GET"]),
