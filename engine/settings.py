@@ -127,7 +127,6 @@ class Settings:
     form_old_curriculum: bool = True
     form_reserved_score_min: float = 5.0
     form_vocational_encouragement: bool = False
-    form_special_school_codes: bool = True
     form_unit_is_grade_12_school: bool = True
     form_certificates_valid_until: str | None = None  # ISO date: the exam-procedures day
     # The photo (domain.md §4.1 H3): required in the form, upload limits, where it is stored.

@@ -89,7 +89,6 @@ _EXEMPTION_BASES: Final = tuple(code for code, _, _ in reference.EXEMPTION_BASES
 _ALL_PAPERS_REASONS: Final = tuple(code for code, _, _ in reference.ALL_PAPERS_REASONS)
 _GRADUATION_PRIORITIES: Final = tuple(code for code, _, _ in reference.GRADUATION_PRIORITIES)
 _ENCOURAGEMENTS: Final = tuple(code for code, _, _ in reference.GRADUATION_ENCOURAGEMENTS)
-_SPECIAL_SCHOOLS: Final = frozenset(code for code, _ in reference.SPECIAL_SCHOOL_CODES)
 _SUBJECTS: Final = (
     *(code for code, _ in (*reference.COMPULSORY_SUBJECTS, *reference.ELECTIVES)),
     "KHTN",
@@ -178,7 +177,6 @@ class FormRules:
     old_curriculum: bool = True  # 2025 only: the 2006-curriculum papers for free candidates [C]
     reserved_score_min: float = 5.0  # §4.8 item 14: the pre-2025 threshold [P]
     vocational_encouragement: bool = False  # abolished from 2025 [C] S71
-    special_school_codes: bool = True  # 800 abroad, 900 military, in every province [P]
     unit_is_grade_12_school: bool = (
         True  # type a registers at its own school [C] S1; [I] as a check
     )
@@ -495,9 +493,7 @@ def _grade(value: object, path: str, report: _Report) -> int | None:
     return value
 
 
-def _school(
-    value: object, path: str, catalog: Catalog, rules: FormRules, report: _Report
-) -> dict[str, Any]:
+def _school(value: object, path: str, catalog: Catalog, report: _Report) -> dict[str, Any]:
     obj = _object(value, path, _SCHOOL_FIELDS, report)
     if obj is None:
         return {"grade": None, "province_code": None, "school_code": None}
@@ -510,14 +506,13 @@ def _school(
         school is not None
         and province is not None
         and (province, school) not in catalog.school_keys
-        and not (rules.special_school_codes and school in _SPECIAL_SCHOOLS)
     ):
         report.add(f"{path}.school_code", "unknown_school")
     return {"grade": grade, "province_code": province, "school_code": school}
 
 
 def _schools(
-    value: object, candidate_type: str | None, catalog: Catalog, rules: FormRules, report: _Report
+    value: object, candidate_type: str | None, catalog: Catalog, report: _Report
 ) -> list[dict[str, Any]] | None:
     # Free candidates (b, c, d) may have no school history; grade-12 students need all 3 rows (V8).
     if value is None and candidate_type != "a":
@@ -527,7 +522,7 @@ def _schools(
         return None
     if len(entries) > len(_GRADES):
         report.add("schools", "wrong_count", SCHOOL_COUNT)
-    rows = [_school(item, f"schools.{i}", catalog, rules, report) for i, item in enumerate(entries)]
+    rows = [_school(item, f"schools.{i}", catalog, report) for i, item in enumerate(entries)]
     seen: set[int] = set()
     for index, row in enumerate(rows):
         if row["grade"] in seen:
@@ -998,7 +993,7 @@ def validate_registration(
     takes_language = _takes_language(body.get("electives"), electives, fewest)
     language = _foreign_language(body.get("foreign_language"), takes_language, report)
     foreign_national = _flag(body.get("foreign_national"), "foreign_national", report)
-    schools = _schools(body.get("schools"), candidate_type, catalog, rules, report)
+    schools = _schools(body.get("schools"), candidate_type, catalog, report)
     exam = _Exam(takes_language, language, electives, foreign_national, ctx.today)
     form: dict[str, Any] = {
         "full_name": _full_name(body.get("full_name"), report),

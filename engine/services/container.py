@@ -74,7 +74,6 @@ def form_rules(settings: Settings) -> FormRules:
         old_curriculum=settings.form_old_curriculum,
         reserved_score_min=settings.form_reserved_score_min,
         vocational_encouragement=settings.form_vocational_encouragement,
-        special_school_codes=settings.form_special_school_codes,
         unit_is_grade_12_school=settings.form_unit_is_grade_12_school,
         photo_required=settings.photo_required,
         certificates_valid_until=settings.certificates_valid_until,
