@@ -281,6 +281,7 @@ _CANDIDATE_CATALOG: Final[Mapping[str, tuple[str, str]]] = {
         "You have no registration to print yet.",
     ),
     "verification_code": ("Mã xác thực", "Verification code"),
+    "desk_whole_form": ("Toàn bộ phiếu", "The whole form"),
     "submit": ("Gửi phiếu đăng ký", "Submit registration"),
     "submit_hint": (
         "Nếu mạng lỗi, cứ bấm gửi lại: phiếu sẽ không bị ghi trùng.",
