@@ -111,7 +111,7 @@ async def submit_registration(request: Request) -> Response:
 async def upload_photo(request: Request) -> Response:
     """201 with the stored photo's hash (200 if that very photo was stored already)."""
     svc = services(request)
-    session = await candidate_session(request)
+    await candidate_session(request)  # who uploads is not stored: the hash is the photo's
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if media_type not in photo.MEDIA_TYPES:
@@ -125,7 +125,6 @@ async def upload_photo(request: Request) -> Response:
     except ExamregError as exc:
         candidates.count_refusal(exc)
         raise
-    del session
     return json_response(stored.to_json(), 201 if stored.stored else 200)
 
 
