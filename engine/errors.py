@@ -326,3 +326,9 @@ class PhotoBomb(InvalidPhoto):
     code = "photo_bomb"
     title = "Ảnh có quá nhiều điểm ảnh để xử lý."
     title_en = "The image has too many pixels to process."
+
+
+class PhotoLetterboxed(InvalidPhoto):
+    code = "photo_letterboxed"
+    title = "Ảnh có viền đen/trắng trên và dưới (ảnh chụp màn hình?)."
+    title_en = "The photo has uniform bands above and below (a screenshot?)."

@@ -134,6 +134,7 @@ class Settings:
     photo_max_bytes: int = 8 * 2**20
     photo_max_pixels: int = 40_000_000
     photo_workers: int = 2
+    photo_reject_letterbox: bool = False  # V9's heuristic [I]: flat bands above and below
     photo_store: str = ""  # "": DATA_DIR/photos; "s3://bucket/prefix": S3-compatible storage
     photo_s3_endpoint: str | None = None  # e.g. http://127.0.0.1:8333; None: AWS's own
     photo_s3_region: str = "us-east-1"

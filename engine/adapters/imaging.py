@@ -31,14 +31,30 @@ class Normalised:
     source_format: str
 
 
-def normalise(data: bytes, max_pixels: int) -> Normalised:
+def _bands(image: Image.Image) -> None:
+    grey = image.convert("L").resize((48, 72))
+    rows = max(1, round(72 * photo.LETTERBOX_SHARE))
+
+    def stats(box: tuple[int, int, int, int]) -> tuple[int, int]:
+        band = grey.crop(box)
+        pixels = band.tobytes()  # mode L: one byte, one grey level per pixel
+        low, high = min(pixels), max(pixels)
+        return sum(pixels) // len(pixels), high - low
+
+    top, bottom = stats((0, 0, 48, rows)), stats((0, 72 - rows, 48, 72))
+    middle = stats((0, rows, 48, 72 - rows))[0]
+    photo.check_letterbox(top, bottom, middle)
+
+
+def normalise(data: bytes, max_pixels: int, reject_letterbox: bool = False) -> Normalised:
     """Decode `data` (JPEG or PNG), check it, and re-encode it as the stored JPEG.
 
     The output depends only on the input's pixels, so the same upload always gives the same bytes
     (and the same sha256): a retry stores nothing new.
 
     Raises:
-        PhotoNotAnImage, PhotoBomb, PhotoLandscape, PhotoTooSmall.
+        PhotoNotAnImage, PhotoBomb, PhotoLandscape, PhotoTooSmall; PhotoLetterboxed when
+        `reject_letterbox` (the V9 heuristic).
     """
     Image.MAX_IMAGE_PIXELS = max_pixels  # process-wide; every caller passes the same setting
     try:
@@ -71,6 +87,8 @@ def normalise(data: bytes, max_pixels: int) -> Normalised:
         image = flat
     elif image.mode != "RGB":
         image = image.convert("RGB")
+    if reject_letterbox:
+        _bands(image)
     size = target
     if size != image.size:
         image = image.resize(size, Image.Resampling.LANCZOS)

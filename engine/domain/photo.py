@@ -14,6 +14,7 @@ from engine.errors import (
     InvalidPhoto,
     PhotoBomb,
     PhotoLandscape,
+    PhotoLetterboxed,
     PhotoNotAnImage,
     PhotoTooLarge,
     PhotoTooSmall,
@@ -86,3 +87,28 @@ def stored_size(width: int, height: int) -> tuple[int, int]:
     """The size the photo is stored at: scaled down (never up) to fit `STORED_MAX`."""
     scale = min(1.0, STORED_MAX[0] / width, STORED_MAX[1] / height)
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+LETTERBOX_SHARE: Final = 0.08  # a band this share of the height, above and below, is letterboxing
+LETTERBOX_SPREAD: Final = 4  # grey levels: a band flatter than this is one uniform colour
+
+
+def check_letterbox(top: tuple[int, int], bottom: tuple[int, int], middle_mean: int) -> None:
+    """V9 (domain.md §4.9, a heuristic [I], on only with EXAMREG_PHOTO_REJECT_LETTERBOX): refuse
+    a picture whose top and bottom bands are each one flat colour unlike its middle, as a
+    screenshot of a photo shown with bars is.
+
+    Args:
+        top, bottom: (mean, spread = max - min) of the grey levels of each band.
+        middle_mean: the mean grey level of the rest.
+
+    Raises:
+        PhotoLetterboxed: both bands flat and at least 24 grey levels from the middle.
+    """
+    flat = top[1] <= LETTERBOX_SPREAD and bottom[1] <= LETTERBOX_SPREAD
+    if flat and min(abs(top[0] - middle_mean), abs(bottom[0] - middle_mean)) >= 24:
+        raise PhotoLetterboxed(
+            "Ảnh có dải màu đồng nhất ở trên và dưới, như ảnh chụp màn hình. "
+            "Vui lòng tải ảnh gốc, không có viền.",
+            "The photo has flat bands above and below, like a screenshot; upload the original.",
+        )

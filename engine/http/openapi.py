@@ -457,7 +457,7 @@ def _paths() -> dict[str, Any]:
                 " its sha256; put the hash in the form's photo_sha256. The same photo again"
                 " stores nothing new (200). Codes: photo_too_large (413),"
                 " photo_unsupported_type (415), photo_not_an_image, photo_too_small,"
-                " photo_landscape, photo_bomb (422)",
+                " photo_landscape, photo_bomb, photo_letterboxed (422)",
                 {
                     "201": _json(_PHOTO, "Stored"),
                     "200": _json(_PHOTO, "Already stored: nothing written"),

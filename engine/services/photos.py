@@ -39,9 +39,11 @@ class StoredPhoto:
         }
 
 
-def _normalise_timed(data: bytes, max_pixels: int) -> tuple[imaging.Normalised, float]:
+def _normalise_timed(
+    data: bytes, max_pixels: int, letterbox: bool
+) -> tuple[imaging.Normalised, float]:
     start = time.thread_time()
-    result = imaging.normalise(data, max_pixels)
+    result = imaging.normalise(data, max_pixels, letterbox)
     return result, time.thread_time() - start
 
 
@@ -68,7 +70,11 @@ async def ingest(svc: Services, data: bytes, media_type: str | None) -> StoredPh
         async with svc.photo_queue:
             loop = asyncio.get_running_loop()
             normalised, cpu = await loop.run_in_executor(
-                svc.photo_pool, _normalise_timed, data, svc.settings.photo_max_pixels
+                svc.photo_pool,
+                _normalise_timed,
+                data,
+                svc.settings.photo_max_pixels,
+                svc.settings.photo_reject_letterbox,
             )
     except InvalidPhoto as exc:
         metrics.PHOTOS.labels(exc.code).inc()

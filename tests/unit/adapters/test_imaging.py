@@ -140,3 +140,22 @@ def test_a_transparent_png_is_flattened_on_white() -> None:
 def test_the_same_upload_always_gives_the_same_bytes() -> None:
     data = jpeg(700, 1000, quality=95)
     assert imaging.normalise(data, LIMIT).data == imaging.normalise(data, LIMIT).data
+
+
+def _letterboxed() -> bytes:
+    """A photo shown with black bars, as a screenshot of it would be."""
+    image = Image.new("RGB", (600, 1000), (0, 0, 0))
+    middle = Image.effect_noise((600, 700), 60).convert("RGB")
+    image.paste(middle, (0, 150))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def test_letterboxing_is_refused_only_when_the_heuristic_is_switched_on() -> None:
+    data = _letterboxed()
+    assert imaging.normalise(data, LIMIT).height == 1000  # off by default: V9 is a guess [I]
+    with pytest.raises(InvalidPhoto) as caught:
+        imaging.normalise(data, LIMIT, reject_letterbox=True)
+    assert caught.value.code == "photo_letterboxed"
+    assert imaging.normalise(jpeg(600, 900), LIMIT, reject_letterbox=True).height == 900
