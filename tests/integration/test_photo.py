@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -19,7 +20,7 @@ import asyncpg
 import pytest
 from PIL import Image
 
-from engine.adapters import streams
+from engine.adapters import imaging, streams
 from engine.domain import phieu
 from engine.pages import webform
 from engine.services import printouts
@@ -205,3 +206,21 @@ async def test_printing_without_a_registration_says_so(
     page = await harness.client.get("/registration/print")
     assert page.status_code == 200 and 'id="print-none"' in page.text
     assert (await harness.client.get("/registration/print.pdf")).status_code == 404
+
+
+async def test_decoding_runs_in_the_photo_pool_not_on_the_event_loop(
+    harness: Harness, roster: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    real = imaging.normalise
+
+    def recording(*args: Any) -> Any:
+        seen.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(imaging, "normalise", recording)
+    auth = await harness.login(roster[6])
+    answer = await upload(harness, auth, portrait(1200, 1800))
+    assert answer.status_code == 201
+    assert len(seen) == 1 and seen[0].startswith("examreg-photo"), seen
+    assert seen[0] != threading.main_thread().name
