@@ -224,3 +224,27 @@ async def test_decoding_runs_in_the_photo_pool_not_on_the_event_loop(
     assert answer.status_code == 201
     assert len(seen) == 1 and seen[0].startswith("examreg-photo"), seen
     assert seen[0] != threading.main_thread().name
+
+
+async def test_the_form_page_shows_a_refused_photo_next_to_its_input_and_keeps_the_rest(
+    harness: Harness, roster: list[dict[str, Any]], pool: asyncpg.Pool
+) -> None:
+    candidate = roster[7]
+    csrf = await logged_in(harness, pool, candidate)
+    values = {**webform.from_form(form_for(candidate)), "csrf_token": [csrf]}
+    page = await harness.client.post(
+        "/registration",
+        data={**values, "idempotency_key": ["web-bad-photo"]},
+        files={"photo": ("notes.jpg", b"these are not pixels", "image/jpeg")},
+    )
+    assert page.status_code == 422
+    assert 'id="f-photo_sha256-error"' in page.text and "JPEG hoặc PNG" in page.text
+    assert hidden(page.text, "photo_sha256") == "" and stored_files(harness.settings.data_dir) == []
+    assert candidate["full_name"] in page.text
+    broken = await harness.client.post(
+        "/registration",
+        content=b'--b\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+        b"\xff\xfe\r\n--b--\r\n",
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
+    assert broken.status_code == 400
