@@ -306,3 +306,56 @@ class VersionChanged(ExamregError):
     code = "version_changed"
     title = "Thí sinh vừa gửi phiên bản mới; hãy xem lại trước khi xác nhận."
     title_en = "The candidate submitted a newer version; review it before confirming."
+
+
+class InvalidPhoto(ExamregError):
+    """A photo upload the rules refuse (domain.md §4.1 H3); each subclass says why, with a code."""
+
+    status = 422
+    code = "invalid_photo"
+    title = "Ảnh không hợp lệ."
+    title_en = "The photo is not acceptable."
+
+
+class PhotoTooLarge(InvalidPhoto):
+    status = 413
+    code = "photo_too_large"
+    title = "Tệp ảnh quá lớn."
+    title_en = "The photo file is too large."
+
+
+class PhotoUnsupportedType(InvalidPhoto):
+    status = 415
+    code = "photo_unsupported_type"
+    title = "Chỉ nhận ảnh JPEG hoặc PNG."
+    title_en = "Only JPEG or PNG photos are accepted."
+
+
+class PhotoNotAnImage(InvalidPhoto):
+    code = "photo_not_an_image"
+    title = "Tệp này không phải ảnh JPEG hoặc PNG đọc được."
+    title_en = "This file is not a readable JPEG or PNG image."
+
+
+class PhotoTooSmall(InvalidPhoto):
+    code = "photo_too_small"
+    title = "Ảnh quá nhỏ: cần ít nhất 400×600 điểm ảnh."
+    title_en = "The photo is too small: at least 400×600 px."
+
+
+class PhotoLandscape(InvalidPhoto):
+    code = "photo_landscape"
+    title = "Ảnh phải là ảnh dọc."
+    title_en = "The photo must be portrait."
+
+
+class PhotoBomb(InvalidPhoto):
+    code = "photo_bomb"
+    title = "Ảnh có quá nhiều điểm ảnh để xử lý."
+    title_en = "The image has too many pixels to process."
+
+
+class PhotoLetterboxed(InvalidPhoto):
+    code = "photo_letterboxed"
+    title = "Ảnh có viền đen/trắng trên và dưới (ảnh chụp màn hình?)."
+    title_en = "The photo has uniform bands above and below (a screenshot?)."

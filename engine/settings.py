@@ -144,6 +144,26 @@ class Settings:
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Opt-in anonymised arrival log for load-test replay: time, method, route template, status.
     arrival_log: Path | None = None
+    # The form's rules that domain.md marks inferred [I] or that change by year (FormRules).
+    form_old_curriculum: bool = True
+    form_reserved_score_min: float = 5.0
+    form_vocational_encouragement: bool = False
+    form_unit_is_grade_12_school: bool = True
+    form_certificates_valid_until: str | None = None  # ISO date: the exam-procedures day
+    # The photo (domain.md §4.1 H3): required in the form, upload limits, where it is stored.
+    photo_required: bool = False
+    photo_max_bytes: int = 8 * 2**20
+    photo_max_pixels: int = 40_000_000
+    photo_workers: int = 2
+    photo_reject_letterbox: bool = False  # V9's heuristic [I]: flat bands above and below
+    photo_store: str = ""  # "": DATA_DIR/photos; "s3://bucket/prefix": S3-compatible storage
+    photo_s3_endpoint: str | None = None  # e.g. http://127.0.0.1:8333; None: AWS's own
+    photo_s3_region: str = "us-east-1"
+
+    @property
+    def certificates_valid_until(self) -> date | None:
+        raw = self.form_certificates_valid_until
+        return date.fromisoformat(raw) if raw else None
 
     @property
     def service_role(self) -> str | None:
@@ -302,6 +322,10 @@ _RANGES: dict[str, tuple[float, float]] = {
     "db_statement_cache_size": (0, 10_000),
     "io_timeout_seconds": (0.1, 300),
     "window_cache_seconds": (0.1, 300),
+    "form_reserved_score_min": (0, 10),
+    "photo_max_bytes": (65_536, 64 * 2**20),
+    "photo_max_pixels": (1_000_000, 200_000_000),
+    "photo_workers": (1, 64),
 }
 _WHY: dict[str, str] = {
     "argon2_memory_kib": " (OWASP's least for argon2id is 7 MiB)",
@@ -367,6 +391,20 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         raise SettingsError(
             f"EXAMREG_DATABASE_ROLE={settings.database_role!r}: use a plain role name"
             " (a-z, 0-9, _; at most 63) or none"
+        )
+    if settings.form_certificates_valid_until:
+        try:
+            date.fromisoformat(settings.form_certificates_valid_until)
+        except ValueError as exc:
+            raise SettingsError(
+                "EXAMREG_FORM_CERTIFICATES_VALID_UNTIL: use an ISO date such as 2026-06-10"
+            ) from exc
+    if settings.photo_store and not re.fullmatch(
+        r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", settings.photo_store
+    ):
+        raise SettingsError(
+            "EXAMREG_PHOTO_STORE: leave it empty (photos under EXAMREG_DATA_DIR) or use "
+            "s3://bucket[/prefix]"
         )
     if not settings.secret_key:
         # Sessions live in Redis, so the key only salts non-secret digests; a random one is safe.

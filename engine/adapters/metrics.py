@@ -63,6 +63,20 @@ ENQUEUE_BATCH_SIZE = Histogram(
     "Submissions coalesced into one Redis pipeline.",
     buckets=BATCH_BUCKETS,
 )
+PHOTOS = Counter(
+    "examreg_photos_total",
+    "Photo uploads, by result: stored (new bytes), existing (same hash already stored), or the "
+    "refusal's code.",
+    ["result"],
+)
+PHOTO_CPU_SECONDS = Histogram(
+    "examreg_photo_cpu_seconds",
+    "CPU time of decoding, checking and re-encoding one photo (the worker thread's own).",
+    buckets=LATENCY_BUCKETS,
+)
+PHOTO_STORED_BYTES = Counter(
+    "examreg_photo_stored_bytes_total", "Bytes of new photos written to the photo store."
+)
 LOGINS = Counter("examreg_logins_total", "Login attempts, by result.", ["kind", "result"])
 PASSWORD_HASH_SECONDS = Histogram(
     "examreg_password_hash_seconds",

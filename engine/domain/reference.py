@@ -295,6 +295,80 @@ CANDIDATE_TYPES: Final[tuple[tuple[str, str], ...]] = (
     ("d", "Thí sinh tự do có bằng trung cấp"),
 )
 
+# domain.md §4.6 item 9: curriculum × track; 2025 ran separate 2006-curriculum papers [C] S16.
+CURRICULA: Final[tuple[tuple[str, str, str], ...]] = (
+    ("GDPT2018", "Chương trình GDPT 2018", "2018 curriculum"),
+    ("GDPT2006", "Chương trình GDPT 2006 (thí sinh tự do, đề thi riêng)", "2006 curriculum"),
+)
+STUDY_TRACKS: Final[tuple[tuple[str, str, str], ...]] = (
+    ("THPT", "Giáo dục THPT", "Upper-secondary school"),
+    ("GDTX", "Giáo dục thường xuyên", "Continuing education"),
+)
+# domain.md §4.7 12d: the 2006 curriculum's combined papers (plus Ngoại ngữ); identifiers are ours.
+OLD_CURRICULUM_PAPERS: Final[tuple[tuple[str, str], ...]] = (
+    ("KHTN", "Khoa học tự nhiên (Lí, Hóa, Sinh)"),
+    ("KHXH", "Khoa học xã hội (Sử, Địa, GDCD)"),
+    ("NN", "Ngoại ngữ"),
+)
+# domain.md §4.8 13a: the ground of a foreign-language exemption.
+EXEMPTION_BASES: Final[tuple[tuple[str, str, str], ...]] = (
+    ("CERTIFICATE", "Chứng chỉ ngoại ngữ", "Language certificate"),
+    ("OLYMPIC_TEAM", "Thành viên đội tuyển Olympic quốc gia môn Ngoại ngữ", "Olympiad team"),
+)
+# domain.md §4.8 13c [C] S7: the three cases exempt from every paper. Codes are ours.
+ALL_PAPERS_REASONS: Final[tuple[tuple[str, str, str], ...]] = (
+    (
+        "NATIONAL_OLYMPIAD_SELECTION",
+        "Được triệu tập tham dự kỳ thi chọn đội tuyển quốc gia dự thi Olympic quốc tế",
+        "Summoned to the national Olympiad team selection",
+    ),
+    (
+        "INTERNATIONAL_TEAM",
+        "Thành viên đội tuyển dự thi Olympic, khoa học kỹ thuật, văn hóa văn nghệ quốc tế/khu vực",
+        "Member of an international or regional Olympiad, science or arts team",
+    ),
+    (
+        "DISABILITY",
+        "Khuyết tật nặng / đặc biệt nặng; người (hoặc con của người) nhiễm chất độc hóa học ≥61%",
+        "Severe disability, or Agent-Orange-affected (≥61%) person or their child",
+    ),
+)
+# domain.md §4.8 item 15 [P] S78: graduation priority tiers (+0.25, +0.5). Codes are ours.
+GRADUATION_PRIORITIES: Final[tuple[tuple[str, str, str], ...]] = (
+    ("P025", "Diện ưu tiên cộng 0,25 điểm", "Priority +0.25"),
+    ("P050", "Diện ưu tiên cộng 0,5 điểm", "Priority +0.5"),
+)
+# Encouragement points for graduation: the vocational certificate's was abolished from 2025 [C] S71;
+# whether it is offered at all is a setting (EXAMREG_FORM_VOCATIONAL_ENCOURAGEMENT).
+GRADUATION_ENCOURAGEMENTS: Final[tuple[tuple[str, str, str], ...]] = (
+    ("VOCATIONAL_CERTIFICATE", "Chứng nhận nghề (bỏ từ 2025)", "Vocational certificate"),
+)
+# domain.md §4.4 6c [P]: school codes valid in every province: studied abroad; serving military.
+SPECIAL_SCHOOL_CODES: Final[tuple[tuple[str, str], ...]] = (
+    ("800", "Học ở nước ngoài"),
+    ("900", "Quân nhân, Công an tại ngũ"),
+)
+
+
+def form_choices() -> dict[str, list[dict[str, str]]]:
+    """The form's code lists that live in code, not in the reference tables (GET /reference)."""
+
+    def rows(items: Sequence[tuple[str, ...]]) -> list[dict[str, str]]:
+        keys = ("code", "name", "name_en")
+        return [dict(zip(keys, item, strict=False)) for item in items]
+
+    return {
+        "curricula": rows(CURRICULA),
+        "study_tracks": rows(STUDY_TRACKS),
+        "old_curriculum_papers": rows(OLD_CURRICULUM_PAPERS),
+        "exemption_bases": rows(EXEMPTION_BASES),
+        "all_papers_reasons": rows(ALL_PAPERS_REASONS),
+        "graduation_priorities": rows(GRADUATION_PRIORITIES),
+        "graduation_encouragements": rows(GRADUATION_ENCOURAGEMENTS),
+        "special_school_codes": rows(SPECIAL_SCHOOL_CODES),
+    }
+
+
 # domain.md §8.1 [C] S26: 2024 registrations of the largest and smallest provinces; the roster
 # generator weights these provinces by them and the rest evenly.
 REGISTRATIONS_2024: Final[dict[str, int]] = {"01": 109_078, "02": 88_196, "28": 38_677, "11": 3_180}

@@ -19,9 +19,11 @@ from engine.domain import reference
 from engine.domain.registration_messages import (
     ADDRESS_CHARACTERS,
     CONTROL_CHARACTERS,
+    FREE_CHOICE_COUNT,
     KINDS,
     NAME_CHARACTERS,
     NAME_TOO_LONG_UPPER,
+    PHOTO_REQUIRED,
     PLACE_CHARACTERS,
     SCHOOL_COUNT,
     message,
@@ -46,10 +48,59 @@ FIELDS: Final = (
     "exemptions",
     "priority_group",
     "exam_site_province",
+    # The rest of the Phiếu (domain.md §4, 2025 rules); optional in the API, so clients written
+    # for the shorter form keep working; absent means the default the canonical form shows.
+    "class_12",
+    "contact_address",
+    "curriculum",
+    "study_track",
+    "foreign_national",
+    "diploma_year",
+    "reserved_scores",
+    "graduation_priority",
+    "graduation_encouragement",
+    "registration_unit",
+    "photo_sha256",
 )
-_RESIDENCE_FIELDS: Final = ("address", "province_code", "commune_code", "kv1_over_18_months")
+_RESIDENCE_FIELDS: Final = (
+    "address",
+    "province_code",
+    "commune_code",
+    "kv1_over_18_months",
+    "district_code",
+    "difficult_commune_over_18_months",
+)
 _SCHOOL_FIELDS: Final = ("grade", "province_code", "school_code")
-_EXEMPTION_FIELDS: Final = ("foreign_language_certificate",)
+_EXEMPTION_FIELDS: Final = (
+    "foreign_language_certificate",
+    "foreign_language_basis",
+    "certificate_score",
+    "certificate_expires_on",
+    "literature_certificate_level",
+    "all_papers_reason",
+)
+_RESERVED_SCORE_FIELDS: Final = ("subject", "score", "exam_year")
+_UNIT_FIELDS: Final = ("province_code", "unit_code")
+_CURRICULA: Final = tuple(code for code, _, _ in reference.CURRICULA)
+_STUDY_TRACKS: Final = tuple(code for code, _, _ in reference.STUDY_TRACKS)
+_OLD_PAPERS: Final = tuple(code for code, _ in reference.OLD_CURRICULUM_PAPERS)
+_COMBINED_PAPERS: Final = frozenset({"KHTN", "KHXH"})
+_EXEMPTION_BASES: Final = tuple(code for code, _, _ in reference.EXEMPTION_BASES)
+_ALL_PAPERS_REASONS: Final = tuple(code for code, _, _ in reference.ALL_PAPERS_REASONS)
+_GRADUATION_PRIORITIES: Final = tuple(code for code, _, _ in reference.GRADUATION_PRIORITIES)
+_ENCOURAGEMENTS: Final = tuple(code for code, _, _ in reference.GRADUATION_ENCOURAGEMENTS)
+_SUBJECTS: Final = (
+    *(code for code, _ in (*reference.COMPULSORY_SUBJECTS, *reference.ELECTIVES)),
+    "KHTN",
+    "KHXH",
+)
+_LITERATURE_LEVELS: Final = (3, 6)  # the 6-level framework for Vietnamese as a foreign language
+_RESERVING_TYPES: Final = ("b", "c")  # domain.md §4.8 item 14
+_DIPLOMA_TYPES: Final = ("c", "d")  # domain.md §4.6 item 10b
+_FREE_CHOICE_TYPES: Final = ("c", "d")  # §4.7 12b (iii): only the subjects they want
+_SHA256: Final = re.compile(r"[0-9a-f]{64}")
+_CLASS_NAME: Final = re.compile(r"[0-9A-Za-zÀ-ỹĐđ][0-9A-Za-zÀ-ỹĐđ .\-/]{0,19}")
+_SCORE: Final = re.compile(r"(?:10(?:\.0{1,2})?|[0-9](?:\.[0-9]{1,2})?)")
 # The fields of the form's objects and lists of objects, for what walks the form generically (the
 # keyed paper forms' columns, `engine.domain.paper_forms`): a new field in one of the tuples above
 # is a new column there without any other change.
@@ -57,12 +108,15 @@ SUBFIELDS: Final = {
     "residence": _RESIDENCE_FIELDS,
     "schools": _SCHOOL_FIELDS,
     "exemptions": _EXEMPTION_FIELDS,
+    "reserved_scores": _RESERVED_SCORE_FIELDS,
+    "registration_unit": _UNIT_FIELDS,
 }
 
 _SEXES: Final = ("male", "female")
 _PURPOSES: Final = ("graduation", "admission")
 _GRADES: Final = frozenset({10, 11, 12})
-OBJECT_LISTS: Final = {"schools": len(_GRADES)}  # lists of objects, and their most rows
+# Lists of objects, and their most rows (a reserved score per exam paper: at most 4 of them).
+OBJECT_LISTS: Final = {"schools": len(_GRADES), "reserved_scores": 4}
 _MIN_AGE: Final = 14
 _MAX_AGE: Final = 80
 _CANDIDATE_TYPES: Final = tuple(code for code, _ in reference.CANDIDATE_TYPES)
@@ -122,6 +176,27 @@ class Catalog:
     def from_rows(cls, provinces: Iterable[str], schools: Iterable[tuple[str, str]]) -> Catalog:
         """A catalog from plain rows, e.g. the reference tables read from the database."""
         return cls(frozenset(provinces), frozenset((p, s) for p, s in schools))
+
+
+@dataclass(frozen=True, slots=True)
+class FormRules:
+    """The rules domain.md marks as inferred [I] or as changing by year, as settings decide.
+
+    The defaults are the 2025 rules as domain.md reads them; `engine.settings` builds the
+    deployment's from `EXAMREG_FORM_*` and `EXAMREG_PHOTO_REQUIRED`.
+    """
+
+    old_curriculum: bool = True  # 2025 only: the 2006-curriculum papers for free candidates [C]
+    reserved_score_min: float = 5.0  # §4.8 item 14: the pre-2025 threshold [P]
+    vocational_encouragement: bool = False  # abolished from 2025 [C] S71
+    unit_is_grade_12_school: bool = (
+        True  # type a registers at its own school [C] S1; [I] as a check
+    )
+    photo_required: bool = False  # H3 [C]; off by default so API clients without a photo work
+    certificates_valid_until: date | None = None  # the exam-procedures day (§4.8 13a); None: today
+
+
+DEFAULT_RULES: Final = FormRules()
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,35 +439,48 @@ def _residence(value: object, catalog: Catalog, report: _Report) -> dict[str, An
     obj = _object(value, "residence", _RESIDENCE_FIELDS, report)
     if obj is None:
         return None
+    commune = _two_digits(obj.get("commune_code"), "residence.commune_code", report)
+    difficult = _flag(
+        obj.get("difficult_commune_over_18_months"),
+        "residence.difficult_commune_over_18_months",
+        report,
+    )
+    # The commune code is written only for especially-difficult communes (§4.3 5b), so the claim
+    # of 18 months in one (5c) needs it.
+    if difficult and commune is None and _is_blank(obj.get("commune_code")):
+        report.add("residence.commune_code", "commune_required")
     return {
-        "address": _address(obj.get("address"), report),
+        "address": _address(obj.get("address"), "residence.address", report),
         "province_code": _province(
             obj.get("province_code"), "residence.province_code", catalog, report
         ),
-        "commune_code": _commune(obj.get("commune_code"), report),
+        "commune_code": commune,
         "kv1_over_18_months": _flag(
             obj.get("kv1_over_18_months"), "residence.kv1_over_18_months", report
         ),
+        # Nullable: Vietnam has had no district level since 1/7/2025 (§4.3).
+        "district_code": _two_digits(obj.get("district_code"), "residence.district_code", report),
+        "difficult_commune_over_18_months": difficult,
     }
 
 
-def _address(value: object, report: _Report) -> str | None:
-    address = _text(value, "residence.address", report)
-    if address is None or not _within(address, "residence.address", 5, 200, report):
+def _address(value: object, path: str, report: _Report) -> str | None:
+    address = _text(value, path, report)
+    if address is None or not _within(address, path, 5, 200, report):
         return None
     if any(unicodedata.category(c)[0] == "C" for c in address):
-        report.add("residence.address", "invalid_characters", ADDRESS_CHARACTERS)
+        report.add(path, "invalid_characters", ADDRESS_CHARACTERS)
         return None
     return address
 
 
-def _commune(value: object, report: _Report) -> str | None:
-    """Filled only for especially-difficult communes (domain.md §4.3, 5b); blank otherwise."""
+def _two_digits(value: object, path: str, report: _Report) -> str | None:
+    """A 2-digit MOET code, or None when blank (commune: only especially-difficult ones, §4.3)."""
     if _is_blank(value):
         return None
-    code = _text(value, "residence.commune_code", report)
+    code = _text(value, path, report)
     if code is not None and not _is_digits(code, 2):
-        report.add("residence.commune_code", "invalid_format", digits=2)
+        report.add(path, "invalid_format", digits=2)
         return None
     return code
 
@@ -515,11 +603,33 @@ def _purposes(value: object, report: _Report) -> list[str] | None:
     return [purpose for purpose in _PURPOSES if purpose in chosen]
 
 
-def _electives(value: object, report: _Report) -> list[str] | None:
+def _electives(
+    value: object,
+    candidate_type: str | None,
+    curriculum: str | None,
+    track: str | None,
+    report: _Report,
+) -> list[str] | None:
     items = _list(value, "electives", report)
     if items is None:
         return None
-    if len(items) != 2:
+    if curriculum == "GDPT2006":
+        # The old format (§4.7 12d): one combined paper, and Ngoại ngữ (optional in GDTX, §5).
+        chosen = _distinct_choices(items, "electives", _OLD_PAPERS, report)
+        combined = [code for code in chosen if code in _COMBINED_PAPERS]
+        needs_language = track != "GDTX"
+        if len(combined) != 1 or (needs_language and "NN" not in chosen):
+            report.add(
+                "electives",
+                "old_curriculum_papers",
+                language_vi=" và môn Ngoại ngữ" if needs_language else "",
+                language_en=" and Ngoại ngữ" if needs_language else "",
+            )
+        return chosen
+    if candidate_type in _FREE_CHOICE_TYPES:
+        if not 1 <= len(items) <= 2:
+            report.add("electives", "wrong_count", FREE_CHOICE_COUNT)
+    elif len(items) != 2:
         report.add("electives", "wrong_count")
     chosen = _distinct_choices(items, "electives", _ELECTIVES, report)
     if set(chosen) >= reference.EXCLUSIVE_ELECTIVES:
@@ -527,11 +637,13 @@ def _electives(value: object, report: _Report) -> list[str] | None:
     return chosen
 
 
-def _takes_language(value: object, electives: list[str] | None) -> bool | None:
-    """Whether `NN` is an elective; None until a full, valid pair says it is not."""
+def _takes_language(value: object, electives: list[str] | None, fewest: int = 2) -> bool | None:
+    """Whether `NN` is an elective; None until a full, valid choice says it is not (`fewest`:
+    the smallest full choice, 1 for graduates who choose only what they need)."""
     if electives is not None and "NN" in electives:
         return True
-    complete = isinstance(value, list) and len(value) == len(electives or ()) == 2
+    chosen = len(electives or ())
+    complete = isinstance(value, list) and len(value) == chosen and fewest <= chosen <= 2
     return False if complete else None
 
 
@@ -548,31 +660,305 @@ def _foreign_language(value: object, takes_language: bool | None, report: _Repor
     return code
 
 
+@dataclass(frozen=True, slots=True)
+class _Exam:
+    """What the exemption rules need to know about the rest of the form."""
+
+    takes_language: bool | None
+    language: str | None
+    electives: list[str] | None
+    foreign_national: bool
+    today: date
+
+
 def _exemptions(
-    value: object, takes_language: bool | None, language: str | None, report: _Report
-) -> dict[str, str] | None:
+    value: object, exam: _Exam, rules: FormRules, report: _Report
+) -> dict[str, Any] | None:
+    """Foreign-language (13a), Literature (13b) and all-paper (13c) exemptions; None: none."""
     if value is None:
         return None
     obj = _object(value, "exemptions", _EXEMPTION_FIELDS, report)
     if obj is None:
         return None
-    path = "exemptions.foreign_language_certificate"
-    certificate = _text(obj.get("foreign_language_certificate"), path, report)
-    if certificate is None:
+    path_certificate = "exemptions.foreign_language_certificate"
+    certificate, basis = _language_exemption(obj, exam, report)
+    score = None
+    if not _is_blank(obj.get("certificate_score")):
+        score = _text(obj.get("certificate_score"), "exemptions.certificate_score", report)
+        if score is not None and not _within(score, "exemptions.certificate_score", 1, 20, report):
+            score = None
+    expires = _expiry(obj.get("certificate_expires_on"), exam.today, rules, report)
+    level = _literature_level(obj.get("literature_certificate_level"), exam, report)
+    reason = None
+    if not _is_blank(obj.get("all_papers_reason")):
+        reason = _choice(
+            obj.get("all_papers_reason"),
+            "exemptions.all_papers_reason",
+            _ALL_PAPERS_REASONS,
+            report,
+        )
+    if basis is None and level is None and reason is None:
+        if all(_is_blank(item) for item in obj.values()):  # an object that claims nothing
+            report.add(path_certificate, "required")
         return None
+    return {
+        "foreign_language_certificate": certificate,
+        "foreign_language_basis": basis,
+        "certificate_score": score,
+        "certificate_expires_on": expires,
+        "literature_certificate_level": level,
+        "all_papers_reason": reason,
+    }
+
+
+def _language_exemption(
+    obj: Mapping[str, Any], exam: _Exam, report: _Report
+) -> tuple[str | None, str | None]:
+    """The foreign-language exemption's certificate and basis (§4.8 13a). V6 holds by itself:
+    the exemption needs `NN` among the electives, and electives are distinct."""
+    path = "exemptions.foreign_language_certificate"
+    certificate = None
+    if not _is_blank(obj.get("foreign_language_certificate")):
+        certificate = _text(obj.get("foreign_language_certificate"), path, report)
+    basis = None
+    if not _is_blank(obj.get("foreign_language_basis")):
+        basis = _choice(
+            obj.get("foreign_language_basis"),
+            "exemptions.foreign_language_basis",
+            _EXEMPTION_BASES,
+            report,
+        )
+    elif certificate is not None:
+        basis = "CERTIFICATE"
+    if basis == "CERTIFICATE" and certificate is None and _is_blank(obj.get(path[11:])):
+        report.add(path, "basis_needs_certificate")
+    if certificate is not None:
+        _certificate_fits(certificate, path, exam, report)
+    if basis is not None and exam.takes_language is False:
+        report.add("exemptions", "not_allowed")
+    return certificate, basis
+
+
+def _certificate_fits(certificate: str, path: str, exam: _Exam, report: _Report) -> None:
     if certificate not in _CERTIFICATE_LANGUAGE:
         report.add(path, "unknown_certificate")
-    elif takes_language is False:
-        report.add("exemptions", "not_allowed")
-    elif language is not None and _CERTIFICATE_LANGUAGE[certificate] != language:
-        language_vi, language_en = _LANGUAGES[language]
+    elif exam.language is not None and _CERTIFICATE_LANGUAGE[certificate] != exam.language:
+        language_vi, language_en = _LANGUAGES[exam.language]
         report.add(
             path,
             "certificate_language_mismatch",
             language_vi=language_vi[0].lower() + language_vi[1:],
             language_en=language_en,
         )
-    return {"foreign_language_certificate": certificate}
+
+
+def _expiry(value: object, today: date, rules: FormRules, report: _Report) -> str | None:
+    """A certificate valid up to the exam-procedures day (§4.8 13a); the day is a setting."""
+    if _is_blank(value):
+        return None
+    path = "exemptions.certificate_expires_on"
+    text = _text(value, path, report)
+    if text is None:
+        return None
+    try:
+        expires = date.fromisoformat(text) if _ISO_DATE.fullmatch(text) else None
+    except ValueError:
+        expires = None
+    if expires is None:
+        report.add(path, "invalid_date")
+        return None
+    day = rules.certificates_valid_until or today
+    if expires < day:
+        report.add(path, "certificate_expired", day=day.isoformat())
+        return None
+    return expires.isoformat()
+
+
+def _literature_level(value: object, exam: _Exam, report: _Report) -> int | None:
+    """A Vietnamese-language certificate level, ≥ 3 of 6, for foreign nationals only (§4.8 13b)."""
+    if value is None or value == "":
+        return None
+    path = "exemptions.literature_certificate_level"
+    level = _integer(value, path, *_LITERATURE_LEVELS, report)
+    if level is not None and not exam.foreign_national:
+        report.add(path, "foreign_only")
+        return None
+    return level
+
+
+def _integer(value: object, path: str, low: int, high: int, report: _Report) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        report.wrong_type(path, "integer")
+        return None
+    if not low <= value <= high:
+        report.add(path, "out_of_range", low=low, high=high)
+        return None
+    return value
+
+
+def _class_12(value: object, report: _Report) -> str | None:
+    if _is_blank(value):
+        return None
+    name = _text(value, "class_12", report)
+    if name is not None and not _CLASS_NAME.fullmatch(name):
+        report.add("class_12", "invalid_class")
+        return None
+    return name
+
+
+def _contact_address(value: object, report: _Report) -> str | None:
+    return None if _is_blank(value) else _address(value, "contact_address", report)
+
+
+def _curriculum(
+    value: object, candidate_type: str | None, rules: FormRules, report: _Report
+) -> str | None:
+    if _is_blank(value):
+        return "GDPT2018"
+    code = _choice(value, "curriculum", _CURRICULA, report)
+    if code == "GDPT2006":
+        if not rules.old_curriculum:
+            report.add("curriculum", "old_curriculum_closed")
+        elif candidate_type == "a":
+            report.add("curriculum", "old_curriculum_type")
+    return code
+
+
+def _diploma_year(
+    value: object, candidate_type: str | None, today: date, report: _Report
+) -> int | None:
+    """The year of the diploma a type c or d candidate holds (§4.6 10b)."""
+    if value is None or value == "":
+        return None
+    if candidate_type is not None and candidate_type not in _DIPLOMA_TYPES:
+        report.add("diploma_year", "not_for_type", types=", ".join(_DIPLOMA_TYPES))
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        report.wrong_type("diploma_year", "integer")
+        return None
+    if not 1975 <= value <= today.year:
+        report.add("diploma_year", "invalid_year", low=1975, high=today.year)
+        return None
+    return value
+
+
+def _reserved_scores(
+    value: object, candidate_type: str | None, today: date, rules: FormRules, report: _Report
+) -> list[dict[str, Any]]:
+    """Reserved scores (điểm bảo lưu, §4.8 item 14): types b and c, one per subject."""
+    if value is None or value == []:
+        return []
+    items = _list(value, "reserved_scores", report)
+    if items is None:
+        return []
+    if candidate_type is not None and candidate_type not in _RESERVING_TYPES:
+        report.add("reserved_scores", "not_for_type", types=", ".join(_RESERVING_TYPES))
+        return []
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        path = f"reserved_scores.{index}"
+        obj = _object(item, path, _RESERVED_SCORE_FIELDS, report)
+        if obj is None:
+            continue
+        subject = _choice(obj.get("subject"), f"{path}.subject", _SUBJECTS, report)
+        if subject is not None and subject in seen:
+            report.add(f"{path}.subject", "duplicate")
+        elif subject is not None:
+            seen.add(subject)
+        score = _score(obj.get("score"), f"{path}.score", rules, report)
+        year = obj.get("exam_year")
+        if isinstance(year, bool) or not isinstance(year, int):
+            report.wrong_type(f"{path}.exam_year", "integer")
+            year = None
+        elif not 2000 <= year < today.year:
+            report.add(f"{path}.exam_year", "invalid_year", low=2000, high=today.year - 1)
+            year = None
+        rows.append({"subject": subject, "score": score, "exam_year": year})
+    return rows
+
+
+def _score(value: object, path: str, rules: FormRules, report: _Report) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        report.add(path, "invalid_score")
+        return None
+    text = str(value).strip().replace(",", ".")
+    if not _SCORE.fullmatch(text):
+        report.add(path, "invalid_score")
+        return None
+    score = float(text)
+    if score < rules.reserved_score_min:
+        report.add(path, "score_below_threshold", low=f"{rules.reserved_score_min:g}")
+        return None
+    return score
+
+
+def _encouragement(value: object, rules: FormRules, report: _Report) -> str | None:
+    if _is_blank(value):
+        return None
+    code = _choice(value, "graduation_encouragement", _ENCOURAGEMENTS, report)
+    if code == "VOCATIONAL_CERTIFICATE" and not rules.vocational_encouragement:
+        report.add("graduation_encouragement", "abolished")
+        return None
+    return code
+
+
+def _registration_unit(
+    value: object,
+    candidate_type: str | None,
+    schools: list[dict[str, Any]] | None,
+    catalog: Catalog,
+    rules: FormRules,
+    report: _Report,
+) -> dict[str, str] | None:
+    """Where the candidate registers (§4.6 11b): a grade-12 student's own school, by default.
+
+    Free candidates register at a unit the DOET designates; the synthetic reference data has no
+    list of those, so any school of the catalog stands for one (SYNTHETIC)."""
+    grade_12 = next((row for row in schools or () if row["grade"] == 12), None)
+    if value is None:
+        if candidate_type == "a" and grade_12 and grade_12["school_code"] is not None:
+            return {
+                "province_code": grade_12["province_code"],
+                "unit_code": grade_12["school_code"],
+            }
+        return None
+    obj = _object(value, "registration_unit", _UNIT_FIELDS, report)
+    if obj is None:
+        return None
+    province = _province(
+        obj.get("province_code"), "registration_unit.province_code", catalog, report
+    )
+    unit = _text(obj.get("unit_code"), "registration_unit.unit_code", report)
+    if unit is not None and not _is_digits(unit, 3):
+        report.add("registration_unit.unit_code", "invalid_format", digits=3)
+        return None
+    if province is None or unit is None:
+        return None
+    if (province, unit) not in catalog.school_keys:
+        report.add("registration_unit.unit_code", "unknown_school")
+        return None
+    if (
+        rules.unit_is_grade_12_school
+        and candidate_type == "a"
+        and grade_12 is not None
+        and (grade_12["province_code"], grade_12["school_code"]) != (province, unit)
+    ):
+        report.add("registration_unit.unit_code", "unit_not_school")
+    return {"province_code": province, "unit_code": unit}
+
+
+def _photo(value: object, rules: FormRules, report: _Report) -> str | None:
+    """The sha256 of a photo stored by `POST /api/v1/me/photo` (its bytes are never in the form)."""
+    if _is_blank(value):
+        if rules.photo_required:
+            report.add("photo_sha256", "required", PHOTO_REQUIRED)
+        return None
+    digest = _text(value, "photo_sha256", report)
+    if digest is not None and not _SHA256.fullmatch(digest):
+        report.add("photo_sha256", "invalid_hash")
+        return None
+    return digest
 
 
 def _priority_group(value: object, report: _Report) -> str | None:
@@ -584,13 +970,16 @@ def _field_rank(error: FieldError) -> int:
     return FIELDS.index(top) if top in FIELDS else len(FIELDS)
 
 
-def validate_registration(body: object, ctx: CandidateContext, catalog: Catalog) -> dict[str, Any]:
+def validate_registration(
+    body: object, ctx: CandidateContext, catalog: Catalog, rules: FormRules = DEFAULT_RULES
+) -> dict[str, Any]:
     """Validate a submitted registration form and return its canonical form.
 
     Args:
         body: the decoded JSON body of `PUT /api/v1/me/registration`.
         ctx: the logged-in candidate's roster ID and today's date.
         catalog: the province and school codes that exist.
+        rules: the configurable rules (`FormRules`); the 2025 defaults when not given.
 
     Returns:
         The normalized form: every field present, in form order, JSON-serializable.
@@ -607,9 +996,19 @@ def validate_registration(body: object, ctx: CandidateContext, catalog: Catalog)
     born = _date_of_birth(body.get("date_of_birth"), ctx.today, report)
     sex = _choice(body.get("sex"), "sex", _SEXES, report)
     candidate_type = _choice(body.get("candidate_type"), "candidate_type", _CANDIDATE_TYPES, report)
-    electives = _electives(body.get("electives"), report)
-    takes_language = _takes_language(body.get("electives"), electives)
+    curriculum = _curriculum(body.get("curriculum"), candidate_type, rules, report)
+    track = (
+        "THPT"
+        if _is_blank(body.get("study_track"))
+        else _choice(body.get("study_track"), "study_track", _STUDY_TRACKS, report)
+    )
+    electives = _electives(body.get("electives"), candidate_type, curriculum, track, report)
+    fewest = 1 if candidate_type in _FREE_CHOICE_TYPES or curriculum == "GDPT2006" else 2
+    takes_language = _takes_language(body.get("electives"), electives, fewest)
     language = _foreign_language(body.get("foreign_language"), takes_language, report)
+    foreign_national = _flag(body.get("foreign_national"), "foreign_national", report)
+    schools = _schools(body.get("schools"), candidate_type, catalog, report)
+    exam = _Exam(takes_language, language, electives, foreign_national, ctx.today)
     form: dict[str, Any] = {
         "full_name": _full_name(body.get("full_name"), report),
         "date_of_birth": born.isoformat() if born else None,
@@ -618,18 +1017,39 @@ def validate_registration(body: object, ctx: CandidateContext, catalog: Catalog)
         "ethnicity": _ethnicity(body.get("ethnicity"), report),
         "birthplace": _birthplace(body.get("birthplace"), report),
         "residence": _residence(body.get("residence"), catalog, report),
-        "schools": _schools(body.get("schools"), candidate_type, catalog, report),
+        "schools": schools,
         "phone": _phone(body.get("phone"), report),
         "email": _email(body.get("email"), report),
         "candidate_type": candidate_type,
         "purposes": _purposes(body.get("purposes"), report),
         "electives": electives,
         "foreign_language": language,
-        "exemptions": _exemptions(body.get("exemptions"), takes_language, language, report),
+        "exemptions": _exemptions(body.get("exemptions"), exam, rules, report),
         "priority_group": _priority_group(body.get("priority_group"), report),
         "exam_site_province": _province(
             body.get("exam_site_province"), "exam_site_province", catalog, report
         ),
+        "class_12": _class_12(body.get("class_12"), report),
+        "contact_address": _contact_address(body.get("contact_address"), report),
+        "curriculum": curriculum,
+        "study_track": track,
+        "foreign_national": foreign_national,
+        "diploma_year": _diploma_year(body.get("diploma_year"), candidate_type, ctx.today, report),
+        "reserved_scores": _reserved_scores(
+            body.get("reserved_scores"), candidate_type, ctx.today, rules, report
+        ),
+        "graduation_priority": None
+        if _is_blank(body.get("graduation_priority"))
+        else _choice(
+            body.get("graduation_priority"), "graduation_priority", _GRADUATION_PRIORITIES, report
+        ),
+        "graduation_encouragement": _encouragement(
+            body.get("graduation_encouragement"), rules, report
+        ),
+        "registration_unit": _registration_unit(
+            body.get("registration_unit"), candidate_type, schools, catalog, rules, report
+        ),
+        "photo_sha256": _photo(body.get("photo_sha256"), rules, report),
     }
     if report.errors:
         raise InvalidRegistration(errors=tuple(sorted(report.errors, key=_field_rank)))

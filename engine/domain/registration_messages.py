@@ -134,6 +134,75 @@ MESSAGES: Final = {
         "Vui lòng chọn chứng chỉ đúng thứ tiếng hoặc bỏ đề nghị miễn thi.",
         "This certificate is not for {language_en}, the language you registered.",
     ),
+    "not_for_type": (
+        "Thông tin này chỉ dành cho thí sinh thuộc đối tượng {types}. Vui lòng để trống.",
+        "Only candidates of type {types} give this; leave it empty.",
+    ),
+    "old_curriculum_closed": (
+        "Năm nay không tổ chức thi theo chương trình GDPT 2006. "
+        "Vui lòng chọn chương trình GDPT 2018.",
+        "There is no 2006-curriculum paper this year; choose the 2018 curriculum.",
+    ),
+    "old_curriculum_type": (
+        "Học sinh lớp 12 năm nay dự thi theo chương trình GDPT 2018. Vui lòng chọn GDPT 2018.",
+        "Grade-12 students of this year sit the 2018-curriculum papers.",
+    ),
+    "old_curriculum_papers": (
+        "Thí sinh chương trình GDPT 2006 chọn đúng một bài thi tổ hợp "
+        "(KHTN hoặc KHXH){language_vi}.",
+        "2006-curriculum candidates choose exactly one combined paper (KHTN or KHXH){language_en}.",
+    ),
+    "foreign_only": (
+        "Chỉ thí sinh là người nước ngoài mới được miễn thi Ngữ văn. "
+        "Vui lòng đánh dấu quốc tịch nước ngoài hoặc bỏ đề nghị miễn thi.",
+        "Only foreign nationals may be exempted from Literature.",
+    ),
+    "certificate_expired": (
+        "Chứng chỉ phải còn hạn đến ngày làm thủ tục dự thi ({day}). "
+        "Vui lòng kiểm tra ngày hết hạn.",
+        "The certificate must be valid up to the exam-procedures day ({day}).",
+    ),
+    "basis_needs_certificate": (
+        "Vui lòng chọn chứng chỉ ngoại ngữ được dùng để miễn thi.",
+        "Choose the certificate the exemption rests on.",
+    ),
+    "invalid_score": (
+        "Điểm phải là số từ 0 đến 10, ví dụ 6.5.",
+        "A score is a number from 0 to 10, e.g. 6.5.",
+    ),
+    "score_below_threshold": (
+        "Chỉ bảo lưu được bài thi đạt từ {low} điểm trở lên.",
+        "Only a score of {low} or more can be reserved.",
+    ),
+    "invalid_year": (
+        "Năm không hợp lệ: vui lòng nhập năm từ {low} đến {high}.",
+        "Invalid year: enter a year from {low} to {high}.",
+    ),
+    "abolished": (
+        "Điểm khuyến khích chứng nhận nghề đã bỏ từ năm 2025. Vui lòng bỏ lựa chọn này.",
+        "The vocational-certificate encouragement point was abolished from 2025.",
+    ),
+    "unit_not_school": (
+        "Học sinh lớp 12 đăng ký dự thi tại chính trường mình đang học lớp 12. "
+        "Vui lòng chọn đúng trường lớp 12.",
+        "Grade-12 students register at their own grade-12 school.",
+    ),
+    "invalid_hash": (
+        "Ảnh chưa được tải lên đúng cách. Vui lòng tải ảnh lại.",
+        "Not a photo reference (64 hexadecimal digits); upload the photo again.",
+    ),
+    "unknown_photo": (
+        "Không tìm thấy ảnh đã tải lên. Vui lòng tải ảnh lại.",
+        "No uploaded photo has this reference; upload the photo again.",
+    ),
+    "commune_required": (
+        "Vui lòng nhập mã xã đặc biệt khó khăn nơi bạn thường trú.",
+        "Enter the code of the especially-difficult commune you lived in.",
+    ),
+    "invalid_class": (
+        "Tên lớp chỉ gồm chữ, số, dấu cách, dấu chấm, dấu gạch (tối đa 20 ký tự), ví dụ 12A1.",
+        "A class name has letters, digits, spaces, dots and dashes (at most 20), e.g. 12A1.",
+    ),
 }
 NAME_CHARACTERS: Final = (
     "Họ và tên chỉ được gồm chữ cái (có dấu), dấu cách, dấu nháy (') và dấu gạch ngang (-). "
@@ -155,6 +224,14 @@ NAME_TOO_LONG_UPPER: Final = (
     "ví dụ ß thành SS). Vui lòng nhập tên ngắn hơn hoặc thay các chữ đó.",
     "Written in capitals the name is longer than {limit} characters (some letters become two or "
     "three, e.g. ß becomes SS); shorten it or replace those letters.",
+)
+FREE_CHOICE_COUNT: Final = (
+    "Thí sinh đã tốt nghiệp chọn 1 hoặc 2 môn tự chọn (chỉ những môn cần để xét tuyển).",
+    "Graduates choose 1 or 2 electives (only the subjects they need for admission).",
+)
+PHOTO_REQUIRED: Final = (
+    "Vui lòng tải lên ảnh chân dung (ảnh thẻ, chụp trong vòng 6 tháng).",
+    "Upload an ID-style portrait photo taken in the last 6 months.",
 )
 ADDRESS_CHARACTERS: Final = (
     "Địa chỉ có ký tự điều khiển không hợp lệ. Vui lòng nhập lại.",

@@ -433,11 +433,18 @@ def _electives(rng: random.Random) -> list[str]:
     return [first, second]
 
 
-def _exemptions(language: str | None, rng: random.Random) -> dict[str, str] | None:
+def _exemptions(language: str | None, rng: random.Random) -> dict[str, Any] | None:
     certificates = _CERTIFICATES.get(language or "")
     if certificates is None or rng.random() >= _EXEMPTION_SHARE:
         return None  # Korean (N7) has no certificate on the list (§7.9)
-    return {"foreign_language_certificate": certificates(rng.random())}
+    return {  # canonical: every member of the exemption, as the validator returns it
+        "foreign_language_certificate": certificates(rng.random()),
+        "foreign_language_basis": "CERTIFICATE",
+        "certificate_score": None,
+        "certificate_expires_on": None,
+        "literature_certificate_level": None,
+        "all_papers_reason": None,
+    }
 
 
 def _priority_group(
@@ -461,6 +468,8 @@ def sample_form(entry: RosterEntry, rng: random.Random) -> dict[str, Any]:
     electives = _electives(rng)
     language = _LANGUAGE(rng.random()) if "NN" in electives else None
     ethnicity = _ETHNICITIES(rng.random())
+    schools = _schools(entry, rng)
+    grade_12 = next((row for row in schools if row["grade"] == 12), None)
     return {
         "full_name": entry.full_name,
         "date_of_birth": entry.date_of_birth.isoformat(),
@@ -473,8 +482,10 @@ def sample_form(entry: RosterEntry, rng: random.Random) -> dict[str, Any]:
             "province_code": entry.province_code,
             "commune_code": None,
             "kv1_over_18_months": False,
+            "district_code": None,
+            "difficult_commune_over_18_months": False,
         },
-        "schools": _schools(entry, rng),
+        "schools": schools,
         "phone": entry.phone,
         "email": _email(entry, rng),
         "candidate_type": entry.candidate_type,
@@ -484,4 +495,22 @@ def sample_form(entry: RosterEntry, rng: random.Random) -> dict[str, Any]:
         "exemptions": _exemptions(language, rng),
         "priority_group": _priority_group(ethnicity, entry.candidate_type, rng),
         "exam_site_province": entry.province_code,
+        # Drawn last, so the fields above stay what they were for a given seed.
+        "class_12": f"12A{rng.randint(1, 12)}" if entry.candidate_type == "a" else None,
+        "contact_address": _address(rng) if rng.random() < 0.2 else None,
+        # The rest at its canonical default, so a sample form is already in canonical form.
+        "curriculum": "GDPT2018",
+        "study_track": "THPT",
+        "foreign_national": False,
+        "diploma_year": None,
+        "reserved_scores": [],
+        "graduation_priority": None,
+        "graduation_encouragement": None,
+        "registration_unit": {
+            "province_code": grade_12["province_code"],
+            "unit_code": grade_12["school_code"],
+        }
+        if entry.candidate_type == "a" and grade_12
+        else None,
+        "photo_sha256": None,
     }

@@ -17,12 +17,14 @@ from starlette.routing import Route
 
 from engine.adapters.sessions import Session
 from engine.adapters.streams import Receipt
+from engine.domain import photo
 from engine.errors import (
     ExamregError,
     IdempotencyKeyRequired,
     NoRegistration,
     NotFound,
     Overloaded,
+    PayloadTooLarge,
     Unauthenticated,
 )
 from engine.http import plumbing
@@ -31,13 +33,14 @@ from engine.http.plumbing import (
     client_address,
     current_session,
     password_login,
+    read_body,
     read_json,
     session_answer,
     session_token,
     string_fields,
 )
 from engine.http.responses import api_language, json_response, services
-from engine.services import candidates, unit_review
+from engine.services import candidates, photos, unit_review
 from engine.services import window as window_service
 
 
@@ -135,6 +138,26 @@ def _accepted(receipt: Receipt) -> Response:
     return json_response(receipt.to_json(), 202)
 
 
+async def upload_photo(request: Request) -> Response:
+    """201 with the stored photo's hash (200 if that very photo was stored already)."""
+    svc = services(request)
+    await candidate_session(request)  # who uploads is not stored: the hash is the photo's
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if media_type not in photo.MEDIA_TYPES:
+            raise photo.unsupported_type()
+        try:
+            data = await read_body(request, svc.settings.photo_max_bytes)
+        except PayloadTooLarge as exc:
+            raise photo.too_large(svc.settings.photo_max_bytes) from exc
+        admit(request)
+        stored = await photos.ingest(svc, data, media_type)
+    except ExamregError as exc:
+        candidates.count_refusal(exc)
+        raise
+    return json_response(stored.to_json(), 201 if stored.stored else 200)
+
+
 async def get_registration(request: Request) -> Response:
     session = await candidate_session(request)
     admit(request)
@@ -195,6 +218,7 @@ routes = [
     Route("/api/v1/me", me, methods=["GET"]),
     Route("/api/v1/me/registration", submit_registration, methods=["PUT"]),
     Route("/api/v1/me/registration", get_registration, methods=["GET"]),
+    Route("/api/v1/me/photo", upload_photo, methods=["POST"]),
     Route("/api/v1/me/receipts/{receipt_id}", get_receipt, methods=["GET"]),
     Route("/api/v1/reference", reference, methods=["GET"]),
     Route("/api/v1/window", window, methods=["GET"]),

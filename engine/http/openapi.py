@@ -201,6 +201,14 @@ _FORM = {
                 "province_code": {"type": "string", "pattern": "^[0-9]{2}$"},
                 "commune_code": {"type": ["string", "null"]},
                 "kv1_over_18_months": {"type": ["boolean", "null"]},
+                "district_code": {
+                    "type": ["string", "null"],
+                    "description": "Mã huyện; nullable (no district level since 1/7/2025)",
+                },
+                "difficult_commune_over_18_months": {
+                    "type": ["boolean", "null"],
+                    "description": "Needs commune_code (the especially-difficult commune)",
+                },
             },
         },
         "schools": {
@@ -228,10 +236,91 @@ _FORM = {
         "foreign_language": {"type": ["string", "null"], "pattern": "^N[1-7]$"},
         "exemptions": {
             "type": ["object", "null"],
-            "properties": {"foreign_language_certificate": {"type": "string"}},
+            "description": "Foreign-language (needs NN; certificate of that language, valid up "
+            "to the exam-procedures day), Literature (foreign nationals) and all-paper exemptions",
+            "properties": {
+                "foreign_language_certificate": {"type": ["string", "null"]},
+                "foreign_language_basis": {
+                    "type": ["string", "null"],
+                    "enum": ["CERTIFICATE", "OLYMPIC_TEAM", None],
+                },
+                "certificate_score": {"type": ["string", "null"], "maxLength": 20},
+                "certificate_expires_on": {"type": ["string", "null"], "format": "date"},
+                "literature_certificate_level": {
+                    "type": ["integer", "null"],
+                    "minimum": 3,
+                    "maximum": 6,
+                },
+                "all_papers_reason": {
+                    "type": ["string", "null"],
+                    "enum": [
+                        "NATIONAL_OLYMPIAD_SELECTION",
+                        "INTERNATIONAL_TEAM",
+                        "DISABILITY",
+                        None,
+                    ],
+                },
+            },
         },
         "priority_group": {"type": ["string", "null"], "pattern": "^0[1-7]$"},
         "exam_site_province": {"type": "string"},
+        # The rest of the Phiếu (issue 13); optional, absent means the default.
+        "class_12": {"type": ["string", "null"], "maxLength": 20},
+        "contact_address": {"type": ["string", "null"], "maxLength": 200},
+        "curriculum": {
+            "type": ["string", "null"],
+            "enum": ["GDPT2018", "GDPT2006", None],
+            "description": "Default GDPT2018; GDPT2006 (old papers KHTN/KHXH + NN) for free "
+            "candidates only, while EXAMREG_FORM_OLD_CURRICULUM allows it",
+        },
+        "study_track": {"type": ["string", "null"], "enum": ["THPT", "GDTX", None]},
+        "foreign_national": {"type": ["boolean", "null"]},
+        "diploma_year": {"type": ["integer", "null"], "description": "Types c and d only"},
+        "reserved_scores": {
+            "type": ["array", "null"],
+            "description": "Types b and c; scores of at least EXAMREG_FORM_RESERVED_SCORE_MIN",
+            "items": {
+                "type": "object",
+                "required": ["subject", "score", "exam_year"],
+                "properties": {
+                    "subject": {"type": "string"},
+                    "score": {"type": ["number", "string"]},
+                    "exam_year": {"type": "integer"},
+                },
+            },
+        },
+        "graduation_priority": {"type": ["string", "null"], "enum": ["P025", "P050", None]},
+        "graduation_encouragement": {
+            "type": ["string", "null"],
+            "enum": ["VOCATIONAL_CERTIFICATE", None],
+            "description": "Abolished from 2025 unless EXAMREG_FORM_VOCATIONAL_ENCOURAGEMENT",
+        },
+        "registration_unit": {
+            "type": ["object", "null"],
+            "description": "Default for type a: the grade-12 school, which it must be",
+            "required": ["province_code", "unit_code"],
+            "properties": {
+                "province_code": {"type": "string", "pattern": "^[0-9]{2}$"},
+                "unit_code": {"type": "string", "pattern": "^[0-9]{3}$"},
+            },
+        },
+        "photo_sha256": {
+            "type": ["string", "null"],
+            "pattern": "^[0-9a-f]{64}$",
+            "description": "The hash POST /api/v1/me/photo returned; required when "
+            "EXAMREG_PHOTO_REQUIRED",
+        },
+    },
+}
+_PHOTO = {
+    "type": "object",
+    "required": ["photo_sha256", "width", "height", "bytes", "media_type"],
+    "properties": {
+        "photo_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "width": {"type": "integer"},
+        "height": {"type": "integer"},
+        "bytes": {"type": "integer"},
+        "media_type": {"enum": ["image/jpeg"]},
     },
 }
 
@@ -450,6 +539,29 @@ def _paths() -> dict[str, Any]:
                 (401, 403, 404),
                 security=_BEARER,
             ),
+        },
+        "/api/v1/me/photo": {
+            "post": _op(
+                "Upload the portrait photo (JPEG or PNG, portrait, at least 400×600 px, at most"
+                " EXAMREG_PHOTO_MAX_BYTES): decoded and re-encoded without metadata, stored by"
+                " its sha256; put the hash in the form's photo_sha256. The same photo again"
+                " stores nothing new (200). Codes: photo_too_large (413),"
+                " photo_unsupported_type (415), photo_not_an_image, photo_too_small,"
+                " photo_landscape, photo_bomb, photo_letterboxed (422)",
+                {
+                    "201": _json(_PHOTO, "Stored"),
+                    "200": _json(_PHOTO, "Already stored: nothing written"),
+                },
+                (400, 401, 403, 413, 415, 422, 503),
+                security=_BEARER,
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                        "image/png": {"schema": {"type": "string", "format": "binary"}},
+                    },
+                },
+            )
         },
         "/api/v1/me/receipts/{receipt_id}": {
             "get": _op(

@@ -25,6 +25,7 @@ from engine.adapters.sessions import Session
 from engine.errors import (
     ExamregError,
     IdempotencyKeyReused,
+    InvalidPhoto,
     InvalidRegistration,
     NotFound,
     Overloaded,
@@ -43,6 +44,7 @@ from engine.pages.page import (
     check_csrf,
     choices,
     csrf_of,
+    detail,
     expired,
     is_open,
     local_date,
@@ -50,13 +52,14 @@ from engine.pages.page import (
     page,
     page_language,
     read_form,
+    read_form_with_files,
     render,
     require,
     session_or_none,
     window_info,
 )
 from engine.pages.webform import Values, first
-from engine.services import candidates, unit_review
+from engine.services import candidates, photos, printouts, unit_review
 from engine.services.container import Services
 
 __all__ = ["STATIC_DIR", "routes"]
@@ -159,11 +162,22 @@ def _defaults(profile: Mapping[str, Any]) -> Values:
 def _label(t: Callable[..., Markup], name: str) -> str:
     """A human name for an input, for the error summary at the top of the form."""
     parts = name.split(".")
+    if parts[0] == "reserved_scores" and len(parts) >= 2 and parts[1].isdigit():
+        row = t("reserved_row", row=int(parts[1]) + 1)
+        field = {"subject": "reserved_subject", "score": "reserved_score"}.get(
+            parts[-1], "reserved_year"
+        )
+        return f"{t('reserved_scores')} – {row}" + (f" – {t(field)}" if len(parts) == 3 else "")
     if parts[0] == "schools" and len(parts) == 3 and parts[1].isdigit():
         grade = t("grade", grade=webform.FIRST_GRADE + int(parts[1]))
         field = t("school_province") if parts[2] == "province_code" else t("school")
         return f"{grade} – {field}"
-    key = {"schools": "section_schools", "residence": "section_residence"}.get(name, name)
+    key = {
+        "schools": "section_schools",
+        "residence": "section_residence",
+        "exemptions": "section_exemptions",
+        "registration_unit": "section_unit",
+    }.get(name, name)
     return str(t(key)) if key in i18n.CATALOG else name
 
 
@@ -178,10 +192,13 @@ def _form_page(
     key: str | None = None,
     notice: str = "",
     answered: bool = True,
+    shown_photo: str = "",
 ) -> Response:
     """The form; `answered` when it is the server's answer to a POST (app.js forgets its copy)."""
     # The national ID is the login: whatever was posted, the form shows the session's own.
     values = {**values, "national_id": [session.login]}
+    lang = page_language(request)
+    options = choices(svc)
     return render(
         request,
         "registration.html",
@@ -194,10 +211,35 @@ def _form_page(
         notice=notice,
         choices=choices(svc),
         school_rows=range(webform.SCHOOL_ROWS),
+        reserved_rows=range(webform.RESERVED_ROWS),
         first_grade=webform.FIRST_GRADE,
         window=window_info(svc, session),
         answered=answered,
+        options=_localised(options, lang),
+        rules=svc.rules,
+        photo_limit_mb=f"{svc.settings.photo_max_bytes / 2**20:g}",
+        shown_photo=shown_photo,
     )
+
+
+def _localised(options: Mapping[str, Any], lang: i18n.Lang) -> dict[str, list[tuple[str, str]]]:
+    """The code lists kept as (code, Vietnamese, English) as (code, name) in `lang`."""
+    index = 2 if lang == "en" else 1
+    hint = str(i18n.translator(lang)("old_paper_hint"))
+    names = (
+        "curricula",
+        "study_tracks",
+        "exemption_bases",
+        "all_papers_reasons",
+        "graduation_priorities",
+        "graduation_encouragements",
+    )
+    result = {name: [(row[0], row[index]) for row in options[name]] for name in names}
+    result["electives"] = [
+        *options["electives"],
+        *((code, f"{name} {hint}") for code, name in options["old_papers"]),
+    ]
+    return result
 
 
 @page
@@ -208,7 +250,8 @@ async def registration_page(request: Request) -> Response:
         return render(request, "closed.html", csrf=csrf_of(session), window=window)
     current = await current_registration(svc, session.subject)
     values = webform.from_form(current["form"]) if current else _defaults(profile)
-    return _form_page(request, svc, session, values, answered=False)
+    shown = (current["form"].get("photo_sha256") or "") if current else ""
+    return _form_page(request, svc, session, values, answered=False, shown_photo=shown)
 
 
 def _retry_page(
@@ -244,7 +287,7 @@ async def _submit(
     try:
         receipt = await candidates.submit(svc, session, key, built.body)
     except InvalidRegistration as exc:
-        errors = webform.errors_by_input(exc.errors, lang, built.school_rows)
+        errors = webform.errors_by_input(exc.errors, lang, built.school_rows, built.reserved_rows)
         return _form_page(request, svc, session, values, status=422, errors=errors, key=key)
     except IdempotencyKeyReused:  # e.g. the back button, then other content: a fresh key
         notice = str(i18n.translator(lang)("key_reused"))
@@ -275,7 +318,9 @@ async def registration_submit(request: Request) -> Response:
         return _retry_page(request, svc, values, unavailable, first(values, "csrf_token"))
     if session is None:
         raise expired(request)  # before the form is read: an anonymous upload waits for nothing
-    values = await read_form(request, svc.settings.max_body_bytes)
+    values, files = await read_form_with_files(
+        request, svc.settings.max_body_bytes, svc.settings.photo_max_bytes
+    )
     check_csrf(session, values)
     if await candidates.must_change_password(svc, session):  # the issued password first
         raise Redirect("/password")
@@ -284,6 +329,19 @@ async def registration_submit(request: Request) -> Response:
     if not candidates.valid_idempotency_key(key):
         key = secrets.token_urlsafe(16)
     values = {**values, "idempotency_key": [key]}
+    upload = files.get("photo")
+    if upload is not None:
+        try:
+            stored = await photos.ingest(svc, upload.data, upload.media_type)
+        except InvalidPhoto as exc:
+            errors = {"photo_sha256": [detail(exc, page_language(request))]}
+            return _form_page(
+                request, svc, session, values, status=exc.status, errors=errors, key=key
+            )
+        except (Overloaded, Unavailable) as exc:
+            return _retry_page(request, svc, values, exc, csrf_of(session))
+        # From here on the form carries the hash: an error page or a retry keeps the photo.
+        values = {**values, "photo_sha256": [stored.sha256]}
     if first(values, "action") == "reload":  # no JS: refresh the school lists, keep everything
         return _form_page(request, svc, session, values, key=key)
     try:
@@ -368,6 +426,56 @@ async def status_page(request: Request) -> Response:
     )
 
 
+@page
+async def print_page(request: Request) -> Response:
+    """The Phiếu laid out as the official form, to check, print (A4) and sign."""
+    svc, session, profile = await require(request)
+    printed = await printouts.current(svc, session.subject)
+    return render(
+        request,
+        "print.html",
+        csrf=csrf_of(session),
+        phieu=printed,
+        profile=profile,
+        window=window_info(svc),
+        answered=True,
+    )
+
+
+@page
+async def print_pdf(request: Request) -> Response:
+    svc, session, _ = await require(request)
+    printed = await printouts.current(svc, session.subject)
+    if printed is None:
+        raise NotFound()
+    body = await printouts.pdf(svc, printed)
+    name = f"phieu-dang-ky-{printed.receipt_id}-v{printed.version}.pdf"
+    return Response(
+        body,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'inline; filename="{name}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@page
+async def photo_file(request: Request) -> Response:
+    """The photo of the candidate's newest version (another hash, even a stored one: 404)."""
+    svc, session, _ = await require(request)
+    digest = request.path_params["digest"]
+    current = await candidates.newest_registration(svc, session.subject)
+    if current is None or current["form"].get("photo_sha256") != digest:
+        raise NotFound()
+    data = await svc.photos.get(digest)
+    if data is None:
+        raise NotFound()
+    return Response(
+        data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+    )
+
+
 routes = [
     Route("/", index, methods=["GET"], include_in_schema=False),
     *accounts.routes(),
@@ -375,4 +483,7 @@ routes = [
     Route("/registration", registration_submit, methods=["POST"], include_in_schema=False),
     Route("/receipts/{receipt_id}", receipt_page, methods=["GET"], include_in_schema=False),
     Route("/status", status_page, methods=["GET"], include_in_schema=False),
+    Route("/registration/print", print_page, methods=["GET"], include_in_schema=False),
+    Route("/registration/print.pdf", print_pdf, methods=["GET"], include_in_schema=False),
+    Route("/registration/photo/{digest:str}", photo_file, methods=["GET"], include_in_schema=False),
 ]

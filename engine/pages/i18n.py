@@ -210,6 +210,85 @@ _CANDIDATE_CATALOG: Final[Mapping[str, tuple[str, str]]] = {
     ),
     "priority_group": ("Đối tượng ưu tiên", "Priority group"),
     "exam_site_province": ("Nơi dự thi (tỉnh/thành phố)", "Exam site (province)"),
+    # the rest of the Phiếu (issue 13)
+    "section_photo": ("Ảnh chân dung", "Portrait photo"),
+    "photo_sha256": ("Ảnh chân dung", "Portrait photo"),
+    "photo_input": ("Chọn hoặc chụp ảnh", "Choose or take a photo"),
+    "photo_hint": (
+        "Ảnh thẻ, nền sáng, chụp trong vòng 6 tháng; JPEG hoặc PNG, ảnh dọc, ít nhất 400×600 "
+        "điểm ảnh, tối đa {limit_mb} MB. Trên điện thoại có thể chụp trực tiếp.",
+        "An ID-style photo on a light background, taken in the last 6 months; JPEG or PNG, "
+        "portrait, at least 400×600 px, at most {limit_mb} MB. Phones can take it directly.",
+    ),
+    "photo_stored": ("Đã có ảnh (mã {digest}).", "Photo on file (reference {digest})."),
+    "photo_replace": (
+        "Chọn ảnh khác nếu muốn thay ảnh này.",
+        "Choose another photo to replace this one.",
+    ),
+    "photo_alt": ("Ảnh chân dung của thí sinh", "The candidate's portrait photo"),
+    "class_12": ("Tên lớp 12", "Grade-12 class"),
+    "class_12_hint": ("Ví dụ 12A1 (học sinh lớp 12)", "E.g. 12A1 (grade-12 students)"),
+    "contact_address": ("Địa chỉ liên hệ", "Contact address"),
+    "contact_address_hint": (
+        "Nơi nhận giấy báo; để trống nếu trùng nơi thường trú",
+        "Where notices are sent; leave empty if it is your permanent residence",
+    ),
+    "foreign_national": ("Quốc tịch nước ngoài", "Foreign national"),
+    "section_programme": ("Chương trình và đối tượng", "Curriculum and candidate status"),
+    "curriculum": ("Chương trình học", "Curriculum"),
+    "study_track": ("Hình thức học", "Track"),
+    "diploma_year": ("Năm tốt nghiệp (thí sinh loại c, d)", "Diploma year (types c, d)"),
+    "residence.district_code": ("Mã huyện (nếu có)", "District code (if any)"),
+    "residence.difficult_commune_over_18_months": (
+        "Thường trú trên 18 tháng tại xã đặc biệt khó khăn trong thời gian học THPT",
+        "Lived over 18 months in an especially-difficult commune during upper secondary",
+    ),
+    "section_unit": ("Nơi đăng ký dự thi", "Registration unit"),
+    "unit_hint": (
+        "Học sinh lớp 12: trường đang học (để trống là trường lớp 12). Thí sinh tự do: đơn vị "
+        "do Sở GDĐT chỉ định.",
+        "Grade-12 students: their school (empty means the grade-12 school). Free candidates: "
+        "the unit the DOET designates.",
+    ),
+    "registration_unit.province_code": ("Tỉnh của đơn vị", "Unit's province"),
+    "registration_unit.unit_code": ("Đơn vị đăng ký dự thi", "Registration unit"),
+    "section_exemptions": ("Miễn thi", "Exemptions"),
+    "exemptions.foreign_language_basis": (
+        "Căn cứ miễn thi Ngoại ngữ",
+        "Ground of the FL exemption",
+    ),
+    "exemptions.certificate_score": (
+        "Điểm / bậc trên chứng chỉ",
+        "Score or level on the certificate",
+    ),
+    "exemptions.certificate_expires_on": ("Chứng chỉ có hạn đến", "Certificate valid until"),
+    "exemptions.literature_certificate_level": (
+        "Miễn thi Ngữ văn: bậc chứng chỉ tiếng Việt (3–6, người nước ngoài)",
+        "Literature exemption: Vietnamese certificate level (3–6, foreign nationals)",
+    ),
+    "exemptions.all_papers_reason": ("Miễn thi tất cả các bài thi", "Exempt from every paper"),
+    "section_reserved": ("Điểm bảo lưu (thí sinh tự do loại b, c)", "Reserved scores (types b, c)"),
+    "reserved_subject": ("Bài thi / môn", "Paper / subject"),
+    "reserved_score": ("Điểm", "Score"),
+    "reserved_year": ("Năm thi", "Exam year"),
+    "reserved_row": ("Dòng {row}", "Row {row}"),
+    "reserved_scores": ("Điểm bảo lưu", "Reserved scores"),
+    "graduation_priority": ("Diện ưu tiên xét tốt nghiệp", "Graduation priority"),
+    "graduation_encouragement": ("Điểm khuyến khích xét tốt nghiệp", "Graduation encouragement"),
+    "old_paper_hint": ("(chỉ chương trình GDPT 2006)", "(2006 curriculum only)"),
+    "print_form": ("In phiếu đăng ký", "Print the registration form"),
+    "print_pdf": ("Tải phiếu (PDF)", "Download the form (PDF)"),
+    "print_title": ("Phiếu đăng ký dự thi (bản in)", "Registration form (print)"),
+    "print_intro": (
+        "Kiểm tra kỹ từng mục, in phiếu, ký tên và nộp cho đơn vị đăng ký dự thi để xác nhận.",
+        "Check every item, print the form, sign it and hand it to your registration unit.",
+    ),
+    "print_none": (
+        "Bạn chưa có phiếu đăng ký để in.",
+        "You have no registration to print yet.",
+    ),
+    "verification_code": ("Mã xác thực", "Verification code"),
+    "desk_whole_form": ("Toàn bộ phiếu", "The whole form"),
     "submit": ("Gửi phiếu đăng ký", "Submit registration"),
     "submit_hint": (
         "Nếu mạng lỗi, cứ bấm gửi lại: phiếu sẽ không bị ghi trùng.",
@@ -259,6 +338,7 @@ _CANDIDATE_CATALOG: Final[Mapping[str, tuple[str, str]]] = {
     "candidate": ("Thí sinh", "Candidate"),
     "print": ("In biên nhận", "Print the receipt"),
     "go_status": ("Xem trạng thái hồ sơ", "See my registration"),
+    "go_form": ("Mở phiếu đăng ký", "Open the registration form"),
     "not_recorded": ("—", "—"),
     # status
     "status_title": ("Trạng thái hồ sơ đăng ký", "My registration"),

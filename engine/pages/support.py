@@ -55,7 +55,7 @@ from engine.pages.page import (
     session_or_none,
 )
 from engine.pages.webform import Values, first
-from engine.services import activity, activity_log, support_desk, unit_review
+from engine.services import activity, activity_log, printouts, support_desk, unit_review
 from engine.services import staff as staff_service
 from engine.services.accounts import Login
 from engine.services.container import Services
@@ -348,6 +348,10 @@ def _record_view(svc: Services, body: Mapping[str, Any]) -> dict[str, Any]:
             "electives": [electives.get(code, code) for code in form.get("electives") or []],
             "exam_site_province": provinces.get(form.get("exam_site_province") or "", ""),
         }
+        # Every field of the Phiếu, as printed (the ID and phone as the desk may see them).
+        current["phieu"] = printouts.build(
+            svc, form, current["receipt_id"], current["version"], current["accepted_at"]
+        )
         current["accepted_at"] = local_time(current["accepted_at"])
         current["persisted_at"] = local_time(current["persisted_at"])
     versions = [

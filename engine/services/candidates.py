@@ -28,8 +28,10 @@ from engine.adapters.sessions import (
 from engine.adapters.streams import Receipt, SessionCheck, SessionUnsettled
 from engine.domain.calendar import CandidateWindow, Unit
 from engine.domain.registration import CandidateContext, validate_registration
+from engine.domain.registration_messages import message
 from engine.errors import (
     ExamregError,
+    FieldError,
     InvalidRegistration,
     Overloaded,
     PasswordChangeRequired,
@@ -170,7 +172,8 @@ async def submit(svc: Services, session: Session, key: str, body: Any) -> Receip
         cw = await open_window(svc, session, key)
         # The session holds the roster's national ID, so the hot path needs no roster query.
         context = CandidateContext(national_id=session.login, today=datetime.now(VIETNAM).date())
-        form = validate_registration(body, context, svc.catalog)
+        form = validate_registration(body, context, svc.catalog, svc.rules)
+        await check_photo(svc, form)
         receipt = await enqueue(svc, session.subject, key, form, cw)
     except ExamregError as exc:
         count_refusal(exc)
@@ -244,7 +247,8 @@ async def _enqueue_checked(
     cw = _claimed_window(svc, token, candidate_id)
     window.refuse_unless_open(cw)
     context = CandidateContext(national_id=None, today=datetime.now(VIETNAM).date())
-    form = validate_registration(body, context, svc.catalog)
+    form = validate_registration(body, context, svc.catalog, svc.rules)
+    await check_photo(svc, form)
     _refuse_when_memory_full(svc)
     shard = svc.settings.shard_of(candidate_id)
     check = SessionCheck(
@@ -306,6 +310,18 @@ def count_receipt(receipt: Receipt) -> None:
         metrics.SUBMISSIONS_REPLAYED.inc()
     else:
         metrics.SUBMISSIONS_ACCEPTED.labels(receipt.phase).inc()
+
+
+async def check_photo(svc: Services, form: dict[str, Any]) -> None:
+    """A form's `photo_sha256` must name a photo the store holds (uploaded first).
+
+    Raises:
+        InvalidRegistration: `unknown_photo` on `photo_sha256`.
+    """
+    digest = form.get("photo_sha256")
+    if digest is not None and not await svc.photos.exists(digest):
+        vi, en = message("unknown_photo")
+        raise InvalidRegistration(errors=(FieldError("photo_sha256", "unknown_photo", vi, en),))
 
 
 def count_refusal(exc: ExamregError) -> None:

@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import orjson
 
 from engine.adapters import backend, store, streams, telemetry
 from engine.adapters.passwords import PasswordService
+from engine.adapters.photos import PhotoStore, open_store
 from engine.adapters.sessions import LoginThrottle, SessionStore
-from engine.domain.registration import Catalog
+from engine.domain import reference
+from engine.domain.registration import Catalog, FormRules
 from engine.services.window import CalendarCache
 from engine.settings import Settings
 
@@ -41,6 +44,13 @@ class Services:
     reference_etag: str
     sampler: telemetry.Sampler  # capacity samples, pool gauges, computed Retry-After
     calendar: CalendarCache  # the window calendar, reloaded every EXAMREG_WINDOW_CACHE_SECONDS
+    photos: PhotoStore
+    rules: FormRules = field(default_factory=FormRules)
+    # Photo decoding runs here, never on the event loop; past `photo_queue`'s slots, 503.
+    photo_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="examreg-photo")
+    )
+    photo_queue: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
     memory_shedding: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -51,8 +61,25 @@ async def _load_reference(pool: backend.Pool) -> tuple[Catalog, bytes, str]:
         (p["code"] for p in reference["provinces"]),
         ((s["province_code"], s["school_code"]) for s in reference["schools"]),
     )
-    body = orjson.dumps(reference)
+    body = orjson.dumps({**reference, **form_choices()})
     return catalog, body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def form_choices() -> dict[str, object]:
+    """The form's code lists kept in code (curricula, exemption reasons, …), for GET /reference."""
+    return dict(reference.form_choices())
+
+
+def form_rules(settings: Settings) -> FormRules:
+    """The validator's configurable rules from `EXAMREG_FORM_*` and `EXAMREG_PHOTO_REQUIRED`."""
+    return FormRules(
+        old_curriculum=settings.form_old_curriculum,
+        reserved_score_min=settings.form_reserved_score_min,
+        vocational_encouragement=settings.form_vocational_encouragement,
+        unit_is_grade_12_school=settings.form_unit_is_grade_12_school,
+        photo_required=settings.photo_required,
+        certificates_valid_until=settings.certificates_valid_until,
+    )
 
 
 async def watch_memory(svc: Services) -> None:
@@ -125,6 +152,10 @@ async def build_services(settings: Settings) -> Services:
         reference_etag=etag,
         sampler=sampler,
         calendar=calendar,
+        photos=open_store(settings),
+        rules=form_rules(settings),
+        photo_pool=ThreadPoolExecutor(settings.photo_workers, thread_name_prefix="examreg-photo"),
+        photo_queue=asyncio.Semaphore(settings.photo_workers * 8),
     )
 
 
@@ -142,5 +173,6 @@ async def close_services(svc: Services) -> None:
         log.warning("%d background tasks did not stop; closing anyway", len(pending))
     await asyncio.gather(*(t for t in svc._tasks if t.done()), return_exceptions=True)
     svc.passwords.close()
+    svc.photo_pool.shutdown(wait=False, cancel_futures=True)
     await svc.pool.close()
     await svc.redis.aclose()

@@ -32,7 +32,14 @@ from engine.services.support_desk import check_reason, mask_national_id, mask_ph
 _REF: Final = re.compile(r"([0-9]{1,4}):([0-9]{1,20}-[0-9]{1,20})")
 # Free-text fields of the form that are personal data: shown only as their length and the code
 # points that explain a refusal (control, format, surrogate, private-use, unassigned).
-_MASKED_TEXT: Final = ("full_name", "email", "ethnicity", "birthplace")
+_MASKED_TEXT: Final = (
+    "full_name",
+    "email",
+    "ethnicity",
+    "birthplace",
+    "contact_address",
+    "class_12",
+)
 _UNUSUAL: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 
 

@@ -85,7 +85,7 @@ def _check(
         national_id=national_id if known and isinstance(national_id, str) else "", today=_today()
     )
     try:
-        form = validate_registration(body, context, svc.catalog)
+        form = validate_registration(body, context, svc.catalog, svc.rules)
     except InvalidRegistration as exc:
         errors.extend(e for e in exc.errors if not (e.code == "mismatch_roster" and not known))
     if (

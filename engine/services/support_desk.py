@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from engine.adapters import dead_letters, store, streams, support_store
 from engine.adapters.support_store import Search
+from engine.domain import phieu
 from engine.errors import FieldError, InvalidRequest, NotFound
 from engine.services.container import Services
 from engine.services.roster import issue_password
@@ -362,7 +363,16 @@ async def read_candidate(
     body["must_change_password"] = candidate["must_change_password"]
     body["revealed"] = reveal
     body["current"] = _current(found["current"], reveal)
-    body["versions"] = [_jsonable(v) for v in found["versions"]]
+    key = desk.svc.settings.secret_key
+    # The code printed on each version's Phiếu (engine.domain.phieu): the desk compares it with
+    # the one on the paper the candidate or the unit holds.
+    body["versions"] = [
+        {
+            **(_jsonable(v) or {}),
+            "verification_code": phieu.verification_code(key, v["receipt_id"], v["version"]),
+        }
+        for v in found["versions"]
+    ]
     body["pipeline"] = pipeline_state(facts, found["versions"])
     return body
 

@@ -271,3 +271,162 @@ def test_a_candidate_registers_edits_and_sees_the_closed_window_in_a_real_browse
     finally:
         writer.resume()
         context.close()
+
+
+# -- the whole Phiếu with a photo, and its print view (issue 13) -------------------------------
+
+
+@pytest.fixture
+def form_stack(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """One server with a fixed secret (the verification code is the same on every worker)."""
+    servers = {"open": {"EXAMREG_SECRET_KEY": "browser-test-secret"}}
+    with processes(database_url, redis_url, tmp_path, servers) as running:
+        yield running
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> dict[str, Path]:
+    """A phone-camera-sized portrait and a photo too small, as files the file input takes."""
+    from PIL import Image, ImageDraw
+
+    made = {}
+    for name, size in (("portrait", (900, 1350)), ("small", (300, 450))):
+        image = Image.new("RGB", size, (214, 228, 240))
+        draw = ImageDraw.Draw(image)
+        w, h = size
+        draw.ellipse((w * 0.3, h * 0.15, w * 0.7, h * 0.5), fill=(224, 172, 140))  # a face
+        draw.rectangle((w * 0.18, h * 0.55, w * 0.82, h), fill=(40, 60, 110))  # shoulders
+        made[name] = tmp_path / f"{name}.jpg"
+        image.save(made[name], "JPEG", quality=90)
+    return made
+
+
+@pytest.fixture
+def form_candidate(database_url: str, roster: list[dict[str, Any]]) -> dict[str, Any]:
+    """A grade-12 candidate past the first-login change."""
+    candidate = next(c for c in roster[30:] if c["candidate_type"] == "a")
+
+    async def ready() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(
+                "UPDATE candidates SET must_change_password = false WHERE candidate_id = $1",
+                candidate["candidate_id"],
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(ready())
+    return candidate
+
+
+def _no_horizontal_overflow(page: Any) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"] + 1, f"{width}px wide at {page.viewport_size}"
+
+
+def test_the_whole_form_with_a_photo_and_its_printed_phieu_in_a_real_browser(
+    form_stack: dict[str, Any],
+    form_candidate: dict[str, Any],
+    photos: dict[str, Path],
+    browser: Any,
+) -> None:
+    base = form_stack["open"]
+    candidate = form_candidate
+    context = browser.new_context(viewport=PHONE, locale="vi-VN")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{base}/login")
+        page.fill("#f-login", candidate["national_id"])
+        page.fill("#f-password", TEST_PASSWORD)
+        page.click("#login-submit")
+        page.wait_for_url("**/status")
+        page.goto(f"{base}/registration")
+        # The file input opens the camera on a phone (capture) or a file chooser elsewhere.
+        assert page.get_attribute("#f-photo", "capture") == "user"
+        assert "image/" in (page.get_attribute("#f-photo", "accept") or "")
+        page.select_option("#f-ethnicity", "Tày")
+        page.fill("#f-birthplace", "Lạng Sơn")
+        page.fill("#f-residence-address", "Thôn Nà Phặc, xã Bằng Thành")
+        page.check("#f-residence-kv1_over_18_months")
+        page.fill("#f-class_12", "12A2")
+        page.fill("#f-contact_address", "Số 5 phố Tràng Tiền, Hoàn Kiếm, Hà Nội")
+        page.select_option("#f-curriculum", "GDPT2018")
+        page.select_option("#f-study_track", "THPT")
+        page.check("input[name=purposes][value=graduation]")
+        page.check("input[name=purposes][value=admission]")
+        page.check("input[name=electives][value=LI]")
+        page.check("input[name=electives][value=NN]")
+        page.select_option("#f-foreign_language", "N1")
+        page.select_option("#f-exemptions-foreign_language_certificate", "IELTS")
+        page.fill("#f-exemptions-certificate_score", "6.5")
+        page.fill("#f-exemptions-certificate_expires_on", "2030-01-31")
+        page.select_option("#f-graduation_priority", "P025")
+        page.fill("#f-phone", "0912345678")
+        # First a photo that is too small: the server says so next to the input.
+        page.set_input_files("#f-photo", str(photos["small"]))
+        page.click("#registration-submit")
+        page.wait_for_selector("#error-summary")
+        assert "400×600" in page.inner_text("#f-photo_sha256-error")
+        assert page.input_value("#f-class_12") == "12A2", "typed values kept"
+        assert page.input_value("#f-exemptions-certificate_score") == "6.5"
+        shoot(page, "30-phieu-form-photo-too-small")
+        # Then a real one.
+        page.set_input_files("#f-photo", str(photos["portrait"]))
+        shoot(page, "31-phieu-form-full")
+        page.click("#registration-submit")
+        page.wait_for_url("**/receipts/*")
+        page.wait_for_selector("#receipt-status[data-status=persisted]", timeout=20_000)
+        receipt = page.inner_text("#receipt-id")
+
+        # The form now shows the stored photo.
+        page.goto(f"{base}/registration")
+        page.wait_for_selector("#photo-preview")
+        assert page.evaluate("document.getElementById('photo-preview').naturalWidth") == 800
+
+        # The print view: every item, the photo, version, receipt, code, both signature blanks.
+        page.goto(f"{base}/registration/print")
+        for selector in ("#phieu", "#sign-unit", "#sign-candidate", "#phieu-code"):
+            assert page.is_visible(selector), selector
+        assert page.inner_text("#phieu-receipt") == receipt
+        assert page.inner_text("#phieu-version") == "1"
+        text = page.inner_text("#phieu-items")
+        for expected in (
+            candidate["full_name"],
+            "12A2",
+            "Số 5 phố Tràng Tiền",
+            "Vật lí, Ngoại ngữ",
+            "IELTS",
+            "Diện ưu tiên cộng 0,25 điểm",
+            "Tày",
+        ):
+            assert expected in text, expected
+        assert page.evaluate("document.querySelector('#phieu-photo img').naturalWidth") > 0
+        _no_horizontal_overflow(page)
+        shoot(page, "32-phieu-print-view")
+        page.set_viewport_size(PHONE)
+        _no_horizontal_overflow(page)
+        # Printed: A4 from @page, none of the site's chrome.
+        page.set_viewport_size({"width": 794, "height": 1123})  # A4 at 96 dpi
+        page.emulate_media(media="print")
+        assert not page.is_visible("header.top") and not page.is_visible("#print-button")
+        page.screenshot(path=str(SCREENSHOTS / "33-phieu-print-a4.png"), full_page=True)
+        pdf = page.pdf(format="A4", print_background=True)
+        (SCREENSHOTS / "33-phieu-print-a4.pdf").write_bytes(pdf)
+        page.emulate_media(media="screen")
+        page.set_viewport_size(PHONE)
+        # The server's own PDF.
+        answer = page.request.get(f"{base}/registration/print.pdf")
+        assert answer.status == 200 and answer.headers["content-type"] == "application/pdf"
+        assert answer.body().startswith(b"%PDF-")
+        (SCREENSHOTS / "34-phieu-server.pdf").write_bytes(answer.body())
+        # English labels beside the official Vietnamese ones.
+        page.goto(f"{base}/registration/print?lang=en")
+        assert "Full name" in page.inner_text("#phieu-items")
+        page.goto(f"{base}/registration/print?lang=vi")
+        assert errors == [], f"JavaScript errors: {errors}"
+    finally:
+        context.close()

@@ -228,6 +228,22 @@ def _bodies(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
         "commune_code": draw(st.sampled_from([None, "", "07", "93"])),
         "kv1_over_18_months": draw(st.booleans()),
     }
+    # The rest of the Phiếu (issue 13): free text as hostile as the address, and the new lists.
+    body["contact_address"] = draw(st.one_of(st.none(), _addresses()))
+    body["class_12"] = draw(st.sampled_from([None, "12A1", "12 Chuyên Toán", "12D-2"]))
+    body["foreign_national"] = draw(st.booleans())
+    body["graduation_priority"] = draw(st.sampled_from([None, "P025", "P050"]))
+    if candidate["candidate_type"] in ("b", "c"):
+        score = st.fixed_dictionaries(
+            {
+                "subject": st.sampled_from(["TOAN", "VAN", "LI", "SU"]),
+                "score": st.sampled_from([5, "6.25", 9.5, "10", "7,5"]),
+                "exam_year": st.integers(2018, 2025),
+            }
+        )
+        body["reserved_scores"] = draw(
+            st.lists(score, max_size=2, unique_by=lambda row: row["subject"])
+        )
     return candidate, body
 
 

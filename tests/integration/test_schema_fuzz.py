@@ -65,6 +65,12 @@ include-name = "PUT /api/v1/me/registration"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409", "422", "429"]
 
 [[operations]]
+include-path = "/api/v1/me/photo"
+# Bytes of the right media type need not be a picture, nor a portrait of at least 400×600:
+# only decoding can tell (photo_not_an_image, photo_too_small, photo_landscape, photo_bomb).
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "413", "422", "429"]
+
+[[operations]]
 include-path = "/api/v1/support/candidates"
 # At least one criterion, province and school together, names 2–80 characters once trimmed.
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "422", "429"]

@@ -125,7 +125,7 @@
     var values = [];
     for (var i = 0; i < form.elements.length; i++) {
       var el = form.elements[i];
-      if (!el.name || el.name === "csrf_token" || el.name === "action") { continue; }
+      if (!el.name || el.name === "csrf_token" || el.name === "action" || el.type === "file") { continue; }
       if ((el.type === "checkbox" || el.type === "radio") && !el.checked) { continue; }
       values.push([el.name, el.value]);
     }
@@ -143,7 +143,7 @@
     pending.values.forEach(function (pair) { (byName[pair[0]] = byName[pair[0]] || []).push(pair[1]); });
     for (var i = 0; i < form.elements.length; i++) {
       var el = form.elements[i];
-      if (!el.name || el.name === "csrf_token" || el.name === "national_id" || el.type === "submit") { continue; }
+      if (!el.name || el.name === "csrf_token" || el.name === "national_id" || el.type === "submit" || el.type === "file") { continue; }
       var values = byName[el.name] || [];
       if (el.type === "checkbox" || el.type === "radio") {
         el.checked = values.indexOf(el.value) >= 0;

@@ -40,6 +40,8 @@ def valid_form() -> dict[str, Any]:
             "province_code": "01",
             "commune_code": None,
             "kv1_over_18_months": False,
+            "district_code": None,
+            "difficult_commune_over_18_months": False,
         },
         "schools": [
             {"grade": 10, "province_code": "01", "school_code": "001"},
@@ -108,6 +110,8 @@ def test_valid_form_is_accepted_in_canonical_form_and_field_order() -> None:
             "province_code": "01",
             "commune_code": None,
             "kv1_over_18_months": False,
+            "district_code": None,
+            "difficult_commune_over_18_months": False,
         },
         "schools": [
             {"grade": 10, "province_code": "01", "school_code": "001"},
@@ -123,6 +127,18 @@ def test_valid_form_is_accepted_in_canonical_form_and_field_order() -> None:
         "exemptions": None,
         "priority_group": None,
         "exam_site_province": "01",
+        "class_12": None,
+        "contact_address": None,
+        "curriculum": "GDPT2018",
+        "study_track": "THPT",
+        "foreign_national": False,
+        "diploma_year": None,
+        "reserved_scores": [],
+        "graduation_priority": None,
+        "graduation_encouragement": None,
+        # A grade-12 student registers at the grade-12 school unless the form says otherwise.
+        "registration_unit": {"province_code": "01", "unit_code": "002"},
+        "photo_sha256": None,
     }
     assert json.loads(json.dumps(result)) == result
 
@@ -141,6 +157,8 @@ def test_optional_fields_absent_are_normalized_to_their_defaults() -> None:
         "province_code": "11",
         "commune_code": None,
         "kv1_over_18_months": False,
+        "district_code": None,
+        "difficult_commune_over_18_months": False,
     }
 
 
@@ -584,6 +602,8 @@ def test_residence_keeps_commune_code_and_kv1_flag() -> None:
         "province_code": "01",
         "commune_code": "07",
         "kv1_over_18_months": True,
+        "district_code": None,
+        "difficult_commune_over_18_months": False,
     }
 
 
@@ -840,7 +860,14 @@ def test_certificate_of_the_chosen_language_is_accepted(certificate: str, langua
 
     result = accept(form_with(foreign_language=language, exemptions=exemption))
 
-    assert result["exemptions"] == exemption
+    assert result["exemptions"] == {
+        **exemption,
+        "foreign_language_basis": "CERTIFICATE",
+        "certificate_score": None,
+        "certificate_expires_on": None,
+        "literature_certificate_level": None,
+        "all_papers_reason": None,
+    }
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from engine.domain import reference
+from engine.domain.registration import FIELDS
 from engine.domain.rostergen import RosterEntry, _NationalIds, generate_roster, sample_form
 
 ROSTER_SIZE = 200_000
@@ -21,11 +22,7 @@ MOBILE = re.compile(r"^0(3[2-9]|5[25689]|7[06-9]|8[1-9]|9[0-46-9])\d{7}$")
 NAME_WORD = re.compile(r"^[^\W\d_]+$")
 EMAIL = re.compile(r"^[a-z0-9.]+@[a-z0-9-]+(\.[a-z0-9-]+)+$")
 ELECTIVES = {code for code, _ in reference.ELECTIVES}
-FORM_KEYS = {
-    "full_name", "date_of_birth", "sex", "national_id", "ethnicity", "birthplace", "residence",
-    "schools", "phone", "email", "candidate_type", "purposes", "electives", "foreign_language",
-    "exemptions", "priority_group", "exam_site_province",
-}  # fmt: skip
+FORM_KEYS = set(FIELDS)  # every field of the canonical form, the Phiếu's new ones too
 SCHOOL_KEYS = {(s.province_code, s.school_code) for s in reference.schools()}
 CERTIFICATE_LANGUAGE = {code: language for code, language, _ in reference.CERTIFICATES}
 
@@ -226,7 +223,10 @@ def test_phones_are_vietnamese_mobile_numbers(roster: list[RosterEntry]) -> None
 
 def test_sample_form_has_exactly_the_contract_keys(forms: list[tuple[RosterEntry, Any]]) -> None:
     assert all(set(form) == FORM_KEYS for _, form in forms)
-    residence_keys = {"address", "province_code", "commune_code", "kv1_over_18_months"}
+    residence_keys = {
+        "address", "province_code", "commune_code", "kv1_over_18_months", "district_code",
+        "difficult_commune_over_18_months",
+    }  # fmt: skip
     assert all(set(form["residence"]) == residence_keys for _, form in forms)
 
 
@@ -261,8 +261,12 @@ def test_sample_form_exemptions_match_the_language(forms: list[tuple[RosterEntry
     exempt = [form for form in with_nn if form["exemptions"] is not None]
     assert all(form["exemptions"] is None for _, form in forms if form["foreign_language"] is None)
     for form in exempt:
-        (certificate,) = form["exemptions"].values()
-        assert list(form["exemptions"]) == ["foreign_language_certificate"]
+        certificate = form["exemptions"]["foreign_language_certificate"]
+        claimed = {k: v for k, v in form["exemptions"].items() if v is not None}
+        assert claimed == {
+            "foreign_language_certificate": certificate,
+            "foreign_language_basis": "CERTIFICATE",
+        }
         assert CERTIFICATE_LANGUAGE[certificate] == form["foreign_language"] != "N7"
     assert 0.04 < share(len(exempt), len(with_nn)) < 0.08
 

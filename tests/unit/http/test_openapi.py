@@ -224,3 +224,39 @@ def test_the_form_schema_requires_what_the_validator_requires(doc: dict[str, Any
         )
     }
     assert refused_residence == set(residence["required"])
+
+
+def test_the_new_fields_of_the_phieu_enumerate_the_validators_values(doc: dict[str, Any]) -> None:
+    props = _form_schema(doc)["properties"]
+    for name, values in (
+        ("curriculum", registration._CURRICULA),
+        ("study_track", registration._STUDY_TRACKS),
+        ("graduation_priority", registration._GRADUATION_PRIORITIES),
+        ("graduation_encouragement", registration._ENCOURAGEMENTS),
+    ):
+        assert props[name]["enum"] == [*values, None], name
+    exemptions = props["exemptions"]["properties"]
+    assert exemptions["foreign_language_basis"]["enum"] == [*registration._EXEMPTION_BASES, None]
+    assert exemptions["all_papers_reason"]["enum"] == [*registration._ALL_PAPERS_REASONS, None]
+    level = exemptions["literature_certificate_level"]
+    assert (level["minimum"], level["maximum"]) == registration._LITERATURE_LEVELS
+    reserved = props["reserved_scores"]["items"]["properties"]
+    assert list(reserved) == list(registration._RESERVED_SCORE_FIELDS)
+    assert list(props["registration_unit"]["properties"]) == list(registration._UNIT_FIELDS)
+    assert props["photo_sha256"]["pattern"] == f"^{registration._SHA256.pattern}$"
+
+
+def test_the_photo_upload_documents_every_refusal_code(doc: dict[str, Any]) -> None:
+    operation = doc["paths"]["/api/v1/me/photo"]["post"]
+    for code in (
+        "photo_too_large",
+        "photo_unsupported_type",
+        "photo_not_an_image",
+        "photo_too_small",
+        "photo_landscape",
+        "photo_bomb",
+        "photo_letterboxed",
+    ):
+        assert code in operation["summary"], code
+    assert {"201", "200", "413", "415", "422"} <= set(operation["responses"])
+    assert set(operation["requestBody"]["content"]) == {"image/jpeg", "image/png"}

@@ -99,7 +99,10 @@ def test_checkbox_groups_and_the_certificate_map_to_lists_and_objects() -> None:
     body = webform.to_body(values).body
     assert body["purposes"] == ["graduation", "admission"]
     assert body["electives"] == ["LI", "NN"]
-    assert body["exemptions"] == {"foreign_language_certificate": "IELTS"}
+    assert body["exemptions"]["foreign_language_certificate"] == "IELTS"
+    assert {k for k, v in body["exemptions"].items() if v is not None} == {
+        "foreign_language_certificate"
+    }
     assert body["residence"]["kv1_over_18_months"] is True
     assert webform.to_body({}).body["residence"]["kv1_over_18_months"] is False
 
@@ -151,3 +154,46 @@ def test_language_choice_prefers_the_query_then_the_cookie_then_vietnamese() -> 
 
 def _placeholders(text: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(text) if name]
+
+
+def test_every_new_field_of_the_phieu_round_trips_through_the_inputs() -> None:
+    """Reserved scores, exemptions, the unit, flags and numbers come back as the validator's."""
+    entry = next(iter(generate_roster(60, seed=5)))
+    body = {
+        **sample_form(entry, random.Random(3)),
+        "candidate_type": "b",
+        "schools": None,
+        "foreign_national": True,
+        "class_12": "12A9",
+        "contact_address": "Số 9 phố Huế, Hà Nội",
+        "study_track": "GDTX",
+        "electives": ["LI", "NN"],
+        "foreign_language": "N1",
+        "exemptions": {
+            "foreign_language_certificate": "IELTS",
+            "certificate_expires_on": "2030-01-01",
+            "literature_certificate_level": 4,
+        },
+        "reserved_scores": [
+            {"subject": "TOAN", "score": 6.5, "exam_year": 2024},
+            {"subject": "LI", "score": "7", "exam_year": 2023},
+        ],
+        "graduation_priority": "P025",
+        "registration_unit": {"province_code": "01", "unit_code": "003"},
+        "photo_sha256": "d" * 64,
+    }
+    canonical = _validate(body, entry.national_id)
+    values = webform.from_form(canonical)
+    assert values["reserved_scores.0.score"] == ["6.5"] and values["foreign_national"] == ["1"]
+    assert _validate(webform.to_body(_posted(values)).body, entry.national_id) == canonical
+
+
+def test_an_error_in_a_reserved_score_row_lands_on_that_row_s_input() -> None:
+    values = webform.collect(
+        [("reserved_scores.2.subject", "TOAN"), ("reserved_scores.2.score", "11")]
+    )
+    built = webform.to_body(values)
+    assert built.reserved_rows == (2,)
+    assert webform.input_for("reserved_scores.0.score", (), built.reserved_rows) == (
+        "reserved_scores.2.score"
+    )

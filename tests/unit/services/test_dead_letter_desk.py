@@ -106,3 +106,14 @@ def test_a_reference_is_shard_colon_entry_id(ref: str) -> None:
 def test_anything_else_is_refused_with_what_to_type(ref: str) -> None:
     with pytest.raises(DeadLetterRefused, match="SHARD:ID"):
         parse_ref(ref, shards=8)
+
+
+def test_the_new_free_text_of_the_phieu_is_masked_too() -> None:
+    form = masked_form(
+        {"contact_address": "Số 5 phố Huế", "class_12": "12A1", "curriculum": "GDPT2018"}
+    )
+    assert form == {
+        "contact_address": "<masked: 12 characters>",
+        "class_12": "<masked: 4 characters>",
+        "curriculum": "GDPT2018",
+    }
