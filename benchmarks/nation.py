@@ -155,6 +155,8 @@ def templates(rows: Sequence[Candidate], catalog: Catalog) -> dict[str, str]:
         form["residence"]["province_code"] = "%(province)s"
         for school in form["schools"]:
             school.update(province_code="%(province)s", school_code="%(school)s")
+        if isinstance(form.get("registration_unit"), dict):  # a grade-12 student's: their school
+            form["registration_unit"].update(province_code="%(province)s", unit_code="%(school)s")
         result[kind] = json.dumps(form, ensure_ascii=False).replace("%", "%%").replace("%%(", "%(")
     return result
 

@@ -29,8 +29,21 @@ from engine.domain.registration import FIELDS, OBJECT_LISTS, SUBFIELDS
 LIST_FIELDS: Final = frozenset({"purposes", "electives"})
 LIST_SEPARATOR: Final = ";"
 # Leaves the validator wants as JSON numbers or booleans, not strings; every other cell is text.
-INTEGER_LEAVES: Final = frozenset({"schools.grade"})
-BOOLEAN_LEAVES: Final = frozenset({"residence.kv1_over_18_months"})
+INTEGER_LEAVES: Final = frozenset(
+    {
+        "schools.grade",
+        "diploma_year",
+        "reserved_scores.exam_year",
+        "exemptions.literature_certificate_level",
+    }
+)
+BOOLEAN_LEAVES: Final = frozenset(
+    {
+        "residence.kv1_over_18_months",
+        "residence.difficult_commune_over_18_months",
+        "foreign_national",
+    }
+)
 _TRUE: Final = frozenset({"true", "1", "x", "yes", "có", "co"})
 _FALSE: Final = frozenset({"false", "0", "no", "không", "khong"})
 KEY_PREFIX: Final = "paper-"
