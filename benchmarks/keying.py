@@ -42,31 +42,6 @@ STAFF, PASSWORD = "bench.unit", "Bench-unit-2026"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return paper_forms.LIST_SEPARATOR.join(str(v) for v in value)
-    return str(value)
-
-
-def _row(form: dict[str, Any]) -> list[str]:
-    row = []
-    for column in paper_forms.COLUMNS:
-        value: Any = form
-        for part in column.split("."):
-            if isinstance(value, list):
-                value = value[int(part)] if int(part) < len(value) else None
-            elif isinstance(value, dict):
-                value = value.get(part)
-            else:
-                value = None
-        row.append(_cell(value))
-    return row
-
-
 def _examreg(*args: str, env: dict[str, str]) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "engine", *args], env=env, capture_output=True, text=True, check=True
@@ -113,7 +88,7 @@ async def _prepare(database_url: str, rows: int) -> tuple[bytes, tuple[str, str]
     writer = csv.writer(out)
     writer.writerow(paper_forms.COLUMNS)
     for entry in entries:
-        writer.writerow(_row(sample_form(entry, rng)))
+        writer.writerow(paper_forms.form_row(sample_form(entry, rng)))
     return out.getvalue().encode(), unit
 
 

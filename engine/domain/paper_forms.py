@@ -128,6 +128,26 @@ def row_body(cells: Mapping[str, str]) -> dict[str, Any]:
     return body
 
 
+def form_row(form: Mapping[str, Any]) -> list[str]:
+    """A form as a row of the keyed file, one cell per column of `COLUMNS` (what `row_body`
+    reads back): lists joined with `LIST_SEPARATOR`, flags as true/false, absent cells blank."""
+    row = []
+    for column in COLUMNS:
+        value: Any = form
+        for part in column.split("."):
+            if isinstance(value, list):
+                value = value[int(part)] if int(part) < len(value) else None
+            elif isinstance(value, Mapping):
+                value = value.get(part)
+            else:
+                value = None
+        if isinstance(value, list):
+            row.append(LIST_SEPARATOR.join(str(v) for v in value))
+        else:
+            row.append(_text(value))
+    return row
+
+
 def paper_key(school: tuple[str, str], national_id: str, form: Mapping[str, Any]) -> str:
     """The Idempotency-Key of one paper form: the same unit, candidate and canonical form give the
     same key (a replay, never a second version); any change to the form gives another (a new

@@ -207,30 +207,9 @@ async def test_a_unit_cannot_see_or_confirm_another_units_candidate(
 # -- keying paper forms --------------------------------------------------------------------------
 
 
-def cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return paper_forms.LIST_SEPARATOR.join(str(v) for v in value)
-    return str(value)
-
-
 def keyed_row(form: dict[str, Any]) -> list[str]:
     """A form as a row of the keying template, whatever columns the validator has."""
-    row = []
-    for column in paper_forms.COLUMNS:
-        value: Any = form
-        for part in column.split("."):
-            if isinstance(value, list):
-                value = value[int(part)] if int(part) < len(value) else None
-            elif isinstance(value, dict):
-                value = value.get(part)
-            else:
-                value = None
-        row.append(cell(value))
-    return row
+    return paper_forms.form_row(form)
 
 
 def csv_file(rows: list[list[str]]) -> bytes:

@@ -90,3 +90,19 @@ def test_unreadable_and_oversized_tables_are_refused() -> None:
     with pytest.raises(TableError, match="more than 2 rows"):
         paper_forms.read_table(b"full_name\na\nb\nc\n", "csv", 2)
     assert paper_forms.unknown_columns(["full_name", "shoe_size"]) == ["shoe_size"]
+
+
+def test_a_form_written_as_a_row_reads_back_as_the_same_body() -> None:
+    form = {
+        "full_name": "NGUYỄN VĂN AN",
+        "purposes": ["graduation", "admission"],
+        "residence": {"address": "Số 1", "kv1_over_18_months": True},
+        "schools": [{"grade": 10, "province_code": "01", "school_code": "015"}],
+        "foreign_national": False,
+    }
+    row = paper_forms.form_row(form)
+    assert len(row) == len(paper_forms.COLUMNS)
+    cells = dict(zip(paper_forms.COLUMNS, row, strict=True))
+    assert cells["purposes"] == "graduation;admission"
+    assert cells["residence.kv1_over_18_months"] == "true"
+    assert paper_forms.row_body(cells) == form
