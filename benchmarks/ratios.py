@@ -25,6 +25,8 @@ KEYS = (
     "spike_admitted_p99_ms_naive",  # the naive peer, the same offered load
     "me_p99_ms_alone",  # GET /api/v1/me, logged-in users, no storm
     "me_p99_ms_during_login_storm",
+    "scale_drain_4_vs_1_writers",  # drain rows/s with 4 writer processes / with 1
+    "scale_accept_2_vs_1_api",  # accept knee with 2 API processes / with 1
 )
 
 
@@ -85,4 +87,12 @@ def compute(results: Mapping[str, Any]) -> dict[str, float | int | None]:
         "spike_admitted_p99_ms_naive": _number(_get(results, "spike", "naive", "admitted_p99_ms")),
         "me_p99_ms_alone": _number(_get(results, "logins", "me_alone", "p99_ms")),
         "me_p99_ms_during_login_storm": _number(_get(results, "logins", "me_during", "p99_ms")),
+        "scale_drain_4_vs_1_writers": _divide(
+            _get(results, "scale", "drain", "4", "writer_rows_per_s"),
+            _get(results, "scale", "drain", "1", "writer_rows_per_s"),
+        ),
+        "scale_accept_2_vs_1_api": _divide(
+            _get(results, "scale", "accept", "2", "max_rate"),
+            _get(results, "scale", "accept", "1", "max_rate"),
+        ),
     }

@@ -28,6 +28,8 @@ RATIO_NOTES = {
     "spike_admitted_p99_ms_naive": "naive, the same offered load: p99 of admitted requests (ms)",
     "me_p99_ms_alone": "GET /api/v1/me p99, logged-in users, no storm (ms)",
     "me_p99_ms_during_login_storm": "GET /api/v1/me p99 during a login storm (ms)",
+    "scale_drain_4_vs_1_writers": "writer rows/s, 4 writer processes / 1 (scale phase)",
+    "scale_accept_2_vs_1_api": "open-loop knee, 2 API processes / 1 (scale phase)",
 }
 
 
@@ -194,6 +196,30 @@ def _logins_rows(logins: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _scale_rows(scale: dict[str, Any]) -> list[str]:
+    """Capacity per node: one row per writer count and per API process count."""
+    if not scale:
+        return ["scale: not measured"]
+    rows = ["| processes | figure | value | notes |", "|---|---|---|---|"]
+    for writers, drain in sorted((scale.get("drain") or {}).items(), key=lambda kv: int(kv[0])):
+        cpu = drain.get("cpu_us_per_row") or {}
+        rows.append(
+            f"| {writers} writer(s) | drain rows/s | {_n(drain['writer_rows_per_s'], '/s')} |"
+            f" {drain['entries']:,} entries over {drain['existing_versions']:,} versions; CPU µs"
+            f" per row: writer {_n(cpu.get('writer'))}, PostgreSQL {_n(cpu.get('postgres'))},"
+            f" Valkey {_n(cpu.get('valkey'))}; load average {drain['load_average'][0]:.1f} |"
+        )
+    for workers, found in sorted((scale.get("accept") or {}).items(), key=lambda kv: int(kv[0])):
+        cpu = ((found.get("cpu_at_max") or {}).get("us_per_request")) or {}
+        source = "the accept phase's knee" if found.get("from") == "accept" else "its own knee"
+        rows.append(
+            f"| {workers} API process(es) | open-loop knee | {_n(found['max_rate'], '/s')} |"
+            f" {source}; CPU µs per request: API {_n(cpu.get('api'))}, total"
+            f" {_n(cpu.get('total'))} |"
+        )
+    return rows
+
+
 def render(results: dict[str, Any]) -> str:
     """The ratios, the tables and their notes."""
     config = results.get("config", {})
@@ -241,6 +267,10 @@ def render(results: dict[str, Any]) -> str:
         *_season_rows(results.get("season") or {}),
         *_growth_rows(results.get("growth") or {}, config.get("history_target", 0)),
         *_logins_rows(results.get("logins") or {}),
+        "",
+        "## Scale: capacity per node (docs/capacity.md)",
+        "",
+        *_scale_rows(results.get("scale") or {}),
     ]
     notes = NOTES.format(
         step=config.get("step_seconds", 7),
@@ -303,5 +333,10 @@ NOTES = """## How each number was obtained
   beside it).
 - **Shortcuts**: the roster shares one argon2id hash (`--load-test-password`, load tests only);
   sessions are minted directly in Redis in the session store's format instead of 1.2 M logins.
+- **7 Scale**: the drain of phase 2 again with 1, 2 and 4 `examreg writer` processes (over the
+  history the earlier phases left), and the knee of phase 1 with 1 and 2 API processes (the accept
+  phase's own knee stands for its process count). One machine: the processes share its 2 cores
+  with PostgreSQL and Valkey, so the figures show where one node saturates, not a cluster's
+  scaling.
 - **Ratios**: `benchmarks/ratios.py`; null means the phase did not run or gave no figure.
 """

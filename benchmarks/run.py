@@ -23,6 +23,8 @@ directory, and writes `results.json` (with its `ratios` object, `benchmarks/rati
 5. spike: twice examreg's knee for 60 s, against examreg and then the naive peer: shed share, p99
    of admitted requests, time to drain.
 6. logins: GET /api/v1/me p99 for logged-in users alone, then during a login storm.
+7. scale: capacity per node (docs/capacity.md): the drain with 1, 2 and 4 writer processes (at the
+   history the earlier phases left), the accept knee with 1 and 2 API processes.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ PEERS = {  # name → (port, path of the accept figure, process name)
 }
 FIRST_RATE = {"examreg": 600.0, "naive": 450.0, "hello": 4000.0}
 WRK_CANDIDATES = 20_000  # wrk holds its request file in memory
+SCALE_WRITERS = (1, 2, 4)  # writer processes in the scale phase's drains
+SCALE_WORKERS = (1, 2)  # API processes in the scale phase's knees
 
 
 @dataclass(frozen=True)
@@ -222,31 +226,31 @@ class Bench:
         result: dict[str, Any] = json.loads(out.read_text())
         return result
 
-    def start_examreg(self) -> None:
+    def start_examreg(self, workers: int | None = None) -> None:
         port = str(PEERS["examreg"][0])
+        workers = workers or self.config.workers
         self.procs.start(
             "examreg-api",
-            [str(BIN / "examreg"), "serve", "--workers", str(self.config.workers), "--port", port],
+            [str(BIN / "examreg"), "serve", "--workers", str(workers), "--port", port],
             self.env,
         )
         self.start_writer()
         wait_http(f"http://127.0.0.1:{port}/readyz")
 
-    def start_writer(self) -> None:
+    def start_writer(self, processes: int | None = None) -> None:
+        processes = processes or self.config.writers
         self.procs.start(
-            "writer",
-            [str(BIN / "examreg"), "writer", "--processes", str(self.config.writers)],
-            self.env,
+            "writer", [str(BIN / "examreg"), "writer", "--processes", str(processes)], self.env
         )
 
     def stop_examreg(self) -> None:
         self.procs.stop("examreg-api")
         self.procs.stop("writer")
 
-    def start_peer(self, peer: str) -> None:
+    def start_peer(self, peer: str, workers: int | None = None) -> None:
         """examreg, or one of its peers on uvicorn with the same worker count."""
         if peer == "examreg":
-            self.start_examreg()
+            self.start_examreg(workers)
             return
         port, _, name = PEERS[peer]
         app = {"naive": "benchmarks.naive_app:app", "hello": "loadtest.hello_app:app"}[peer]
@@ -338,8 +342,9 @@ class Bench:
 
     # -- 2 and 4: drain ------------------------------------------------------------------------
 
-    def drain(self, label: str) -> dict[str, Any]:
+    def drain(self, label: str, writers: int | None = None) -> dict[str, Any]:
         """Writer rows/s from pre-filled streams, and COPY of the same rows (no writer running)."""
+        writers = writers or self.config.writers
         count = self.config.drain_entries
         dsn, redis_url = self.env["EXAMREG_DATABASE_URL"], self.env["EXAMREG_REDIS_URL"]
         enqueue_seconds = asyncio.run(
@@ -351,7 +356,7 @@ class Bench:
         records = asyncio.run(nation.stream_rows(redis_url, self.config.shards))
         before = asyncio.run(nation.count_rows(dsn, "SELECT count(*) FROM registration_versions"))
         self.settle()
-        self.start_writer()
+        self.start_writer(writers)
         # Timed from the first entry the writer takes to the last trimmed (after COMMIT): the
         # writer's own start-up (imports, connections) is not drain time.
         deadline = time.monotonic() + 600
@@ -391,7 +396,7 @@ class Bench:
             "copy_seconds": round(copy_seconds, 2),
             "copy_rows_per_s": round(len(records) / max(copy_seconds, 1e-9)),
             "enqueue_per_s": round(count / enqueue_seconds),
-            "writers": self.config.writers,
+            "writers": writers,
         }
         result["writer_to_copy"] = round(result["writer_rows_per_s"] / result["copy_rows_per_s"], 3)
         log(f"drain ({label}): {result}")
@@ -425,24 +430,30 @@ class Bench:
         accept: dict[str, Any] = {}
         self.results["accept"] = accept
         for peer in PEERS:
-            log(f"accept: {peer}")
-            self.settle()
-            self.start_peer(peer)
-            port, path, _ = PEERS[peer]
-            warm = 2 if self.config.quick else 3
-            self.drive(port, path, 200, warm, warmup=1)  # warm-up, not reported
-            found = knee.search(
-                functools.partial(self.step, peer), FIRST_RATE[peer],
-                bisections=self.config.bisections,
-            )  # fmt: skip
-            found["cpu_at_max"] = (found["at_max"] or {}).get("cpu")
-            found["wrk"] = self.wrk_figure(peer)
-            accept[peer] = found
-            log(f"accept: {peer} knee {found['max_rate']}/s; wrk {found['wrk']}")
-            self.stop_peer(peer)
-            if peer == "examreg":
-                self.wait_drained_with_writer()
+            accept[peer] = self.knee(peer)
         self.max_rate = accept["examreg"]["max_rate"]
+
+    def knee(self, peer: str, workers: int | None = None, with_wrk: bool = True) -> dict[str, Any]:
+        """The open-loop knee of one peer (and wrk's figure), from a settled database."""
+        log(f"accept: {peer}" + (f", {workers} server process(es)" if workers else ""))
+        self.settle()
+        self.start_peer(peer, workers)
+        port, path, _ = PEERS[peer]
+        warm = 2 if self.config.quick else 3
+        self.drive(port, path, 200, warm, warmup=1)  # warm-up, not reported
+        found = knee.search(
+            functools.partial(self.step, peer), FIRST_RATE[peer],
+            bisections=self.config.bisections,
+        )  # fmt: skip
+        found["cpu_at_max"] = (found["at_max"] or {}).get("cpu")
+        found["workers"] = workers or self.config.workers
+        if with_wrk:
+            found["wrk"] = self.wrk_figure(peer)
+        log(f"accept: {peer} knee {found['max_rate']}/s; wrk {found.get('wrk')}")
+        self.stop_peer(peer)
+        if peer == "examreg":
+            self.wait_drained_with_writer()
+        return found
 
     def wrk_figure(self, peer: str) -> dict[str, Any]:
         """wrk's closed loop (64 connections, fixed duration): the same PUT bytes to every peer."""
@@ -656,6 +667,32 @@ class Bench:
         self.stop_examreg()
         log(f"logins: {self.results['logins']}")
 
+    # -- 7: scale ------------------------------------------------------------------------------
+
+    def scale(self) -> None:
+        """Capacity per node (docs/capacity.md): the drain with 1, 2 and 4 writer processes, the
+        accept knee with 1 and 2 API processes (the accept phase's figure is reused for its own
+        process count)."""
+        self.stop_examreg()
+        scale: dict[str, Any] = {"drain": {}, "accept": {}}
+        self.results["scale"] = scale
+        for writers in SCALE_WRITERS:
+            log(f"scale: drain with {writers} writer process(es)")
+            scale["drain"][str(writers)] = self.drain(f"w{writers}", writers=writers)
+        measured = (self.results.get("accept") or {}).get("examreg")
+        for workers in SCALE_WORKERS:
+            if measured and workers == self.config.workers:
+                found = {k: measured.get(k) for k in ("max_rate", "cpu_at_max")}
+                scale["accept"][str(workers)] = {**found, "workers": workers, "from": "accept"}
+                continue
+            found = self.knee("examreg", workers, with_wrk=False)
+            scale["accept"][str(workers)] = {
+                **{k: found.get(k) for k in ("max_rate", "cpu_at_max")},
+                "workers": workers,
+                "from": "scale",
+            }
+        log(f"scale: {json.dumps(scale)[:2000]}")
+
     # -- run -----------------------------------------------------------------------------------
 
     def run(self) -> int:
@@ -668,6 +705,7 @@ class Bench:
             ("growth", self.growth),
             ("spike", self.spike),
             ("logins", self.logins),
+            ("scale", self.scale),
         )
         timings: dict[str, float] = {}
         wanted = os.environ.get("BENCH_PHASES", "")

@@ -38,6 +38,10 @@ def _results() -> dict[str, Any]:
         "season": {"wall_seconds": 612.5, "lost": 0, "duplicated": 0},
         "spike": {"examreg": {"admitted_p99_ms": 85.2}, "naive": {"admitted_p99_ms": 9000.0}},
         "logins": {"me_alone": {"p99_ms": 4.5}, "me_during": {"p99_ms": 31.0}},
+        "scale": {
+            "drain": {"1": {"writer_rows_per_s": 12_000}, "4": {"writer_rows_per_s": 18_000}},
+            "accept": {"1": {"max_rate": 2000}, "2": {"max_rate": 3000}},
+        },
     }
 
 
@@ -60,6 +64,8 @@ def test_every_ratio_of_a_full_run_is_computed_from_its_phases() -> None:
         "spike_admitted_p99_ms_naive": 9000.0,
         "me_p99_ms_alone": 4.5,
         "me_p99_ms_during_login_storm": 31.0,
+        "scale_drain_4_vs_1_writers": 1.5,
+        "scale_accept_2_vs_1_api": 1.5,
     }
 
 
