@@ -115,13 +115,15 @@ class Settings:
     # Queue and writers.
     idempotency_ttl_seconds: int = 30 * 24 * 3600
     # A writer's batch grows with its shard's backlog from `writer_batch_min` to
-    # `writer_batch_size` entries, and its linger from 0 to `writer_linger_ms`
-    # (engine.domain.batching); it trims at most once per `writer_trim_interval_ms`, and runs at
-    # `writer_nice` (added to its OS niceness) so that the API gets the CPU first during a spike.
+    # `writer_batch_size` entries, and its linger from 0 to `writer_linger_ms`; a shard's short
+    # reads are at least `writer_pace_ms` apart (engine.domain.batching). It trims at most once
+    # per `writer_trim_interval_ms`, and runs at `writer_nice` (added to its OS niceness) so
+    # that the API gets the CPU first during a spike.
     writer_batch_size: int = 2000
     writer_batch_min: int = 50
     writer_block_ms: int = 1000
     writer_linger_ms: int = 50
+    writer_pace_ms: int = 250
     writer_trim_interval_ms: int = 1000
     writer_nice: int = 5
     writer_claim_idle_ms: int = 30_000
@@ -312,6 +314,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "writer_batch_min": (1, 100_000),
     "writer_block_ms": (1, 60_000),
     "writer_linger_ms": (0, 10_000),
+    "writer_pace_ms": (0, 10_000),
     "writer_trim_interval_ms": (0, 60_000),
     "writer_nice": (0, 19),
     "writer_claim_idle_ms": (100, 86_400_000),

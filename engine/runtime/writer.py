@@ -49,7 +49,10 @@ class ShardWriter:
         self.shard = shard
         self.sizer = BatchSizer(
             BatchPolicy(
-                settings.writer_batch_min, settings.writer_batch_size, settings.writer_linger_ms
+                settings.writer_batch_min,
+                settings.writer_batch_size,
+                settings.writer_linger_ms,
+                settings.writer_pace_ms,
             )
         )
         self._last_claim = 0.0
@@ -126,10 +129,12 @@ class ShardWriter:
         so each PostgreSQL commit and each Valkey settle carries many entries instead of one."""
         plan = self.sizer.plan()
         entries = await self.shard.read(plan.size, self.settings.writer_block_ms)
-        if entries and len(entries) < plan.size and plan.linger_seconds > 0:
-            await asyncio.sleep(plan.linger_seconds)
-            entries += await self.shard.read(plan.size - len(entries), None)
-        self.sizer.read(plan.size, len(entries))
+        if entries and len(entries) < plan.size:
+            linger = self.sizer.linger(plan, time.monotonic())
+            if linger > 0:
+                await asyncio.sleep(linger)
+                entries += await self.shard.read(plan.size - len(entries), None)
+        self.sizer.read(plan.size, len(entries), time.monotonic())
         return entries
 
     async def _await_read(self, read: asyncio.Task[StreamEntries]) -> StreamEntries:
