@@ -24,8 +24,8 @@
 --     ~20 MB of primary key per partition; a hash partition cannot be split later, only the
 --     table rebuilt, and 16 leaves room for 10x the season within a partition's comfortable size.
 --
--- audit_log: RANGE (at), one partition per calendar year (UTC), 10 years ahead, and a DEFAULT
--- partition so an audit write never fails for want of one (a read that cannot be audited does
+-- audit_log: RANGE (at), one partition per calendar year (UTC) through two years ahead, and a
+-- DEFAULT partition so an audit write never fails for want of one (a read that cannot be audited does
 -- not happen: promise 6). Why this key: the log is append-only and read newest first or within
 -- a time window (the admin's page), so a year's rows, a season's, are one partition: inserts
 -- write only that partition's four indexes, old seasons stay untouched and can be detached and
@@ -158,13 +158,14 @@ BEGIN
 END
 $$;
 
--- From the oldest row's year (or this one) to ten years ahead.
+-- From the oldest row's year (or this one) to two years ahead: few partitions, since a query by
+-- candidate or staff member reads each one's index (add a year before each season; the runbook).
 SELECT audit_log_add_year(y)
 FROM generate_series(
     least(extract(year FROM now() AT TIME ZONE 'UTC')::integer,
           (SELECT extract(year FROM min(at) AT TIME ZONE 'UTC')::integer
            FROM audit_log_unpartitioned)),
-    extract(year FROM now() AT TIME ZONE 'UTC')::integer + 10) AS y;
+    extract(year FROM now() AT TIME ZONE 'UTC')::integer + 2) AS y;
 
 REVOKE EXECUTE ON FUNCTION audit_log_add_year(integer) FROM PUBLIC;
 
