@@ -198,14 +198,19 @@ CREATE TRIGGER audit_log_append_only
 GRANT SELECT, INSERT ON audit_log TO examreg_app;
 
 -- -- the record of every action (0008), over the new tables -----------------------------------------
+-- The same rows as 0008's view, with one change: the staff member's name is read per row (a
+-- scalar subquery on staff's primary key) rather than by a hash join of the whole log, so the
+-- newest page reads the logs' indexes on `at` and stops after a page instead of sorting every
+-- audit row (2.6 s at 2 million audit rows, docs/postgres-at-scale.md).
 
 CREATE VIEW activity AS
-SELECT 'audit:' || a.audit_id AS entry_id, a.audit_id, a.at, st.username AS staff, a.role,
-       coalesce(st.username, a.detail ->> 'actor',
+SELECT 'audit:' || a.audit_id AS entry_id, a.audit_id, a.at, s.staff, a.role,
+       coalesce(s.staff, a.detail ->> 'actor',
                 CASE WHEN a.candidate_id IS NOT NULL THEN 'candidate:' || a.candidate_id END,
                 a.role) AS actor,
        a.action, a.candidate_id, a.reason, host(a.client_addr) AS client_addr, a.detail
-FROM audit_log a LEFT JOIN staff st USING (staff_id)
+FROM audit_log a,
+     LATERAL (SELECT (SELECT st.username FROM staff st WHERE st.staff_id = a.staff_id) AS staff) s
 UNION ALL
 SELECT 'version:' || v.candidate_id || ':' || v.version, NULL, v.accepted_at, NULL, 'candidate',
        'candidate:' || v.candidate_id,
