@@ -21,8 +21,12 @@
 --     `versions_since`, the lock report) are the desk's occasional reads; (accepted_at) stays
 --     indexed in each partition and the page is a merge of 16 index scans.
 --   * 16: a season's 1.2 million candidates and ~5 million versions give ~300,000 rows and
---     ~20 MB of primary key per partition; a hash partition cannot be split later, only the
---     table rebuilt, and 16 leaves room for 10x the season within a partition's comfortable size.
+--     ~30 MB of indexes per partition (measured: ~475 MB for the three over 5.4 M rows); a hash
+--     partition cannot be split later, only the table rebuilt, and 16 leaves room for 10x the
+--     season within a partition's comfortable size.
+--   * Measured at 5 million versions (benchmarks/partitions.py): the drain is the same either
+--     way; per-candidate reads pay a fraction of a millisecond of planning; what partitioning
+--     buys is bounded partitions (vacuum, reindex, archiving) and the keys Citus will need.
 --
 -- audit_log: RANGE (at), one partition per calendar year (UTC) through two years ahead, and a
 -- DEFAULT partition so an audit write never fails for want of one (a read that cannot be audited does
@@ -199,18 +203,20 @@ GRANT SELECT, INSERT ON audit_log TO examreg_app;
 
 -- -- the record of every action (0008), over the new tables -----------------------------------------
 -- The same rows as 0008's view, with one change: the staff member's name is read per row (a
--- scalar subquery on staff's primary key) rather than by a hash join of the whole log, so the
--- newest page reads the logs' indexes on `at` and stops after a page instead of sorting every
--- audit row (2.6 s at 2 million audit rows, docs/postgres-at-scale.md).
+-- scalar subquery on staff's primary key, in the select list so the branch stays a plain scan of
+-- audit_log) rather than by a hash join of the whole log, so the newest page reads the
+-- partitions' indexes on `at` and stops after a page instead of sorting every audit row (3 s at
+-- 2 million audit rows, docs/postgres-at-scale.md).
 
 CREATE VIEW activity AS
-SELECT 'audit:' || a.audit_id AS entry_id, a.audit_id, a.at, s.staff, a.role,
-       coalesce(s.staff, a.detail ->> 'actor',
+SELECT 'audit:' || a.audit_id AS entry_id, a.audit_id, a.at,
+       (SELECT st.username FROM staff st WHERE st.staff_id = a.staff_id) AS staff, a.role,
+       coalesce((SELECT st.username FROM staff st WHERE st.staff_id = a.staff_id),
+                a.detail ->> 'actor',
                 CASE WHEN a.candidate_id IS NOT NULL THEN 'candidate:' || a.candidate_id END,
                 a.role) AS actor,
        a.action, a.candidate_id, a.reason, host(a.client_addr) AS client_addr, a.detail
-FROM audit_log a,
-     LATERAL (SELECT (SELECT st.username FROM staff st WHERE st.staff_id = a.staff_id) AS staff) s
+FROM audit_log a
 UNION ALL
 SELECT 'version:' || v.candidate_id || ':' || v.version, NULL, v.accepted_at, NULL, 'candidate',
        'candidate:' || v.candidate_id,
