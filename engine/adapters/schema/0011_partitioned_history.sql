@@ -24,9 +24,10 @@
 --     ~30 MB of indexes per partition (measured: ~475 MB for the three over 5.4 M rows); a hash
 --     partition cannot be split later, only the table rebuilt, and 16 leaves room for 10x the
 --     season within a partition's comfortable size.
---   * Measured at 5 million versions (benchmarks/partitions.py): the drain is the same either
---     way; per-candidate reads pay a fraction of a millisecond of planning; what partitioning
---     buys is bounded partitions (vacuum, reindex, archiving) and the keys Citus will need.
+--   * Measured at 5 million versions (benchmarks/partitions.py): the drain no slower (equal to
+--     43 % faster over three runs); per-candidate reads pay under a millisecond of planning;
+--     what partitioning surely buys is bounded partitions (vacuum, reindex, archiving) and the
+--     keys Citus will need.
 --
 -- audit_log: RANGE (at), one partition per calendar year (UTC) through two years ahead, and a
 -- DEFAULT partition so an audit write never fails for want of one (a read that cannot be audited does
