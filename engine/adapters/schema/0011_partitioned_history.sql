@@ -24,14 +24,14 @@
 --     ~30 MB of indexes per partition (measured: ~475 MB for the three over 5.4 M rows); a hash
 --     partition cannot be split later, only the table rebuilt, and 16 leaves room for 10x the
 --     season within a partition's comfortable size.
---   * Measured at 5 million versions (benchmarks/partitions.py): the drain no slower (equal to
---     43 % faster over three runs); per-candidate reads pay under a millisecond of planning;
+--   * Measured at 5 million versions (benchmarks/partitions.py): the drain is no slower (equal
+--     to 43 % faster over three runs); per-candidate reads pay under a millisecond of planning;
 --     what partitioning surely buys is bounded partitions (vacuum, reindex, archiving) and the
 --     keys Citus will need.
 --
 -- audit_log: RANGE (at), one partition per calendar year (UTC) through two years ahead, and a
--- DEFAULT partition so an audit write never fails for want of one (a read that cannot be audited does
--- not happen: promise 6). Why this key: the log is append-only and read newest first or within
+-- DEFAULT partition so an audit write never fails for want of one (a read that cannot be
+-- audited does not happen: promise 6). Why this key: the log is append-only and read newest first or within
 -- a time window (the admin's page), so a year's rows, a season's, are one partition: inserts
 -- write only that partition's four indexes, old seasons stay untouched and can be detached and
 -- archived whole (DELETE is refused). A unique index must include `at`: the primary key
@@ -46,7 +46,7 @@ SET lock_timeout = '5s';
 
 LOCK TABLE registration_versions, unit_reviews, audit_log IN ACCESS EXCLUSIVE MODE;
 
--- The view reads both tables; it is recreated, unchanged, at the end.
+-- The view reads both tables; it is recreated at the end (the same rows; see there).
 DROP VIEW activity;
 ALTER TABLE unit_reviews DROP CONSTRAINT unit_reviews_candidate_id_version_fkey;
 
