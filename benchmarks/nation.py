@@ -286,13 +286,19 @@ FILLER = """
 INSERT INTO registration_versions (candidate_id, version, receipt_id, idempotency_key,
     request_hash, phase, form, full_name, shard, stream_id, accepted_at, persisted_at)
 SELECT 1 + (g % $3), 1000 + g / $3, 'F' || lpad(g::text, 19, '0'), 'filler-' || g,
-       md5(g::text), 'official', '{"filler": true}'::jsonb, 'FILLER', g % 8, '0-0', $4, $4
+       md5(g::text), 'official', '{"filler": true}'::jsonb, 'FILLER', g % 8, '0-0',
+       $4::timestamptz - (g % $5::integer) * interval '1 second',
+       $4::timestamptz - (g % $5::integer) * interval '1 second'
 FROM generate_series($1::bigint, $2::bigint - 1) AS g
 """
 
 
-async def fill_history(dsn: str, target: int, chunk: int = 500_000) -> tuple[int, float]:
-    """Add filler versions until registration_versions holds `target` rows; (added, seconds)."""
+async def fill_history(
+    dsn: str, target: int, chunk: int = 500_000, spread_seconds: int = 1
+) -> tuple[int, float]:
+    """Add filler versions until registration_versions holds `target` rows; (added, seconds).
+
+    Accepted a day ago, spread over the `spread_seconds` before it (1: all at the same instant)."""
     conn = await asyncpg.connect(dsn, command_timeout=900)
     started = time.perf_counter()
     added = 0
@@ -303,7 +309,7 @@ async def fill_history(dsn: str, target: int, chunk: int = 500_000) -> tuple[int
         at = datetime.now(UTC) - timedelta(days=1)
         while existing + added < target:
             n = min(chunk, target - existing - added)
-            await conn.execute(FILLER, added, added + n, max_cid, at)
+            await conn.execute(FILLER, added, added + n, max_cid, at, spread_seconds)
             added += n
         await conn.execute("ANALYZE registration_versions")
     finally:
