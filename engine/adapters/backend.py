@@ -13,6 +13,7 @@ from typing import Final, TypeAlias
 import asyncpg
 import redis.asyncio as aioredis
 from redis import exceptions as redis_exceptions
+from redis.asyncio.cluster import RedisCluster
 
 # The drivers' own exception classes, for code that must tell one failure from another (the
 # writer counts Redis and PostgreSQL errors apart and splits a batch only on a refused statement).
@@ -28,7 +29,9 @@ InternalClientError = asyncpg.InternalClientError
 
 Pool: TypeAlias = asyncpg.Pool
 Connection: TypeAlias = asyncpg.Connection
-Redis: TypeAlias = aioredis.Redis
+# One Valkey/Redis node, or a cluster (`redis+cluster://…`, `streams.connect`): the commands
+# examreg sends are the same on both, every multi-key one within one slot.
+Redis: TypeAlias = aioredis.Redis | RedisCluster
 
 REDIS_ERRORS: Final[tuple[type[BaseException], ...]] = (RedisError, OSError, TimeoutError)
 """Redis was unreachable, timed out or refused the command."""
