@@ -36,6 +36,20 @@ Redis: TypeAlias = aioredis.Redis | RedisCluster
 REDIS_ERRORS: Final[tuple[type[BaseException], ...]] = (RedisError, OSError, TimeoutError)
 """Redis was unreachable, timed out or refused the command."""
 
+_STREAM_CALLS = frozenset({"write", "writelines", "drain", "read", "readline", "readexactly"})
+
+
+def dropped_connection(exc: BaseException) -> bool:
+    """Whether `exc` is redis-py's asyncio cluster client failing on a connection another task
+    closed under it. On CLUSTERDOWN (seen during a failover) the client closes every connection
+    of every node, those other tasks are using included, and their next read or write fails
+    inside redis-py with AttributeError on the closed stream ("'NoneType' object has no
+    attribute 'writelines'"): a dropped connection, to be retried like one. Nothing else is."""
+    if not isinstance(exc, AttributeError) or "'NoneType' object has no attribute" not in str(exc):
+        return False
+    return str(exc).rsplit("'", 2)[-2] in _STREAM_CALLS
+
+
 POSTGRES_ERRORS: Final[tuple[type[BaseException], ...]] = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,

@@ -40,8 +40,8 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
+from redis.exceptions import AskError, MovedError, OutOfMemoryError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from engine.adapters import metrics
 from engine.adapters.backend import Redis
@@ -280,11 +280,11 @@ class Enqueuer:
 
     With `appendfsync always` Redis fsyncs once per event-loop iteration, so a pipeline of N calls
     costs one fsync: the group commit that makes micro-batching pay (architecture §4). On a
-    cluster the pipeline is split per node (redis-py's ClusterPipeline: one connection per node,
-    the nodes at once), and each node's part ends with one `WAITAOF 1 1 <replica_timeout_ms>`
-    on the same connection: an accepted submission is answered only when its master and at
-    least one replica have fsynced it, otherwise 503 `unavailable` (the entry may be kept; the
-    retry with the same Idempotency-Key is then a replay).
+    cluster the pipeline is split per node (one connection per node, the nodes at once), and
+    each node's part is followed by `WAITAOF 1 1` on the same connection: an accepted
+    submission is answered only when its master and at least one replica have fsynced it,
+    otherwise 503 `unavailable` (the entry may be kept; the retry with the same
+    Idempotency-Key is then a replay).
     `retry_after` is the shed answer's Retry-After: fixed seconds, or a function of the full shard
     (None: Redis memory) that the API computes from the backlog and the drain rate.
     """
@@ -301,6 +301,7 @@ class Enqueuer:
     ) -> None:
         self._client = client
         self._replica_timeout_ms = replica_timeout_ms
+        self._slot_map_read = 0.0  # monotonic time the cluster's slot map was last re-read
         self._ttl = idempotency_ttl
         self._max_len = max_backlog_per_shard
         self._retry_after = retry_after
@@ -370,52 +371,90 @@ class Enqueuer:
     async def _execute_on_cluster(
         self, client: RedisCluster, batch: list[tuple[Submission, asyncio.Future[Receipt]]]
     ) -> tuple[list[Any], list[bool]]:
-        """The batch's FCALLs and one WAITAOF per node they go to, in one ClusterPipeline; and
+        """The batch's FCALLs grouped by the master of their slot, each group on one connection
+        of that node (the nodes at once), then WAITAOF on the same connection; the answers, and
         for each submission whether its node's WAITAOF proved it on a replica.
 
-        WAITAOF covers the writes sent before it on its connection, and a ClusterPipeline sends
-        each node's commands in order on one connection. A call that went elsewhere than its
-        node's WAITAOF (a MOVED followed, or the pipeline retried after a connection error with
-        a reloaded slot map, when redis-py no longer honours `target_nodes`) is not proven: its
-        slot's owner changed, or the slot map was reloaded, between queueing and answer.
+        Why not redis-py's ClusterPipeline with the WAITAOF in it: Valkey's replica answers the
+        master's GETACK before its own fsync of the writes that came with it, so a WAITAOF
+        pipelined behind its writes waits for the replica's next periodic ACK, about a second
+        (measured: benchmarks/cluster.py). Sent after the writes' answers, the GETACK it causes
+        reaches the replica after those writes; should the replica still be behind, a short
+        WAITAOF is sent again (each one asks for a fresh ACK) until the timeout.
         """
         await client.initialize()
         manager = client.nodes_manager
-        slots_before = manager.slots_cache
-        slots = [key_slot(stream_key(sub.shard).encode()) for sub, _ in batch]
-        owners = [manager.get_node_from_slot(slot).name for slot in slots]
-        pipe = client.pipeline(transaction=False)
-        for submission, _ in batch:
-            self._queue_call(pipe, submission)
-        nodes = list(dict.fromkeys(owners))
-        for name in nodes:
-            pipe.execute_command(
-                "WAITAOF",
-                1,
-                1,
-                self._replica_timeout_ms,
-                target_nodes=client.get_node(node_name=name),
-            )
-        answers = await pipe.execute(raise_on_error=False)
-        results, waits = answers[: len(batch)], dict(zip(nodes, answers[len(batch) :], strict=True))
-        same_map = manager.slots_cache is slots_before
-        proven = []
-        for slot, owner in zip(slots, owners, strict=True):
-            wait = waits[owner]
-            try:
-                still = same_map and manager.get_node_from_slot(slot).name == owner
-            except RedisError:  # the slot lost its master meanwhile
-                still = False
-            proven.append(
-                still
-                and isinstance(wait, list)
-                and len(wait) == 2
-                and int(wait[0]) >= 1
-                and int(wait[1]) >= 1
-            )
+        groups: dict[str, list[int]] = {}
+        for index, (sub, _) in enumerate(batch):
+            node = manager.get_node_from_slot(key_slot(stream_key(sub.shard).encode()))
+            groups.setdefault(node.name, []).append(index)
+        results: list[Any] = [None] * len(batch)
+        proven = [False] * len(batch)
+
+        async def run(name: str, indexes: list[int]) -> None:
+            node = client.get_node(node_name=name)
+            assert node is not None
+            answers, replicated = await self._on_node(node, [batch[i][0] for i in indexes])
+            for i, answer in zip(indexes, answers, strict=True):
+                results[i], proven[i] = answer, replicated
+
+        outcomes = await asyncio.gather(
+            *(run(name, indexes) for name, indexes in groups.items()), return_exceptions=True
+        )
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            # A node down or a slot moved: read the slot map again now (the promoted replica's
+            # address comes from it), without closing the connections other calls are using,
+            # and refuse what that node had.
+            if time.monotonic() - self._slot_map_read >= 0.25:  # a few times a second at most
+                self._slot_map_read = time.monotonic()
+                with contextlib.suppress(RedisError, OSError):
+                    await manager.initialize()
+            for indexes, outcome in zip(groups.values(), outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    for i in indexes:
+                        results[i] = outcome
         return results, proven
 
-    def _queue_call(self, pipe: Any, sub: Submission) -> None:
+    async def _on_node(self, node: ClusterNode, subs: list[Submission]) -> tuple[list[Any], bool]:
+        """FCALLs on one connection of `node`, then WAITAOF 1 1 there; (answers, replicated)."""
+        connection = node.acquire_connection()
+        try:
+            await connection.send_packed_command(
+                connection.pack_commands([self._call_args(sub) for sub in subs])
+            )
+            answers: list[Any] = []
+            for _ in subs:
+                try:
+                    answers.append(await connection.read_response())
+                except ResponseError as exc:  # MOVED, OOM, a script error: this call only
+                    answers.append(exc)
+            if any(isinstance(a, (MovedError, AskError)) for a in answers):
+                raise next(a for a in answers if isinstance(a, (MovedError, AskError)))
+            written = any(not isinstance(a, BaseException) for a in answers)
+            return answers, written and await self._replicated(connection)
+        except BaseException:
+            await connection.disconnect()
+            raise
+        finally:
+            node.release(connection)
+
+    async def _replicated(self, connection: Any) -> bool:
+        """WAITAOF 1 1 on `connection` until a replica has fsynced its writes, within the
+        replica timeout: short waits, each one making the master ask the replicas again."""
+        deadline = time.monotonic() + self._replica_timeout_ms / 1000
+        step_ms = 20
+        while True:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            await connection.send_command("WAITAOF", 1, 1, max(1, min(step_ms, left_ms)))
+            local, replicas = (int(n) for n in await connection.read_response())
+            if local >= 1 and replicas >= 1:
+                return True
+            if left_ms <= step_ms:
+                return False
+
+    def _call_args(self, sub: Submission) -> list[Any]:
+        """The submission's FCALL, as a command: every key in the candidate's shard's slot."""
         receipt_id = new_receipt_id()
         keys = [
             stream_key(sub.shard),
@@ -432,7 +471,8 @@ class Enqueuer:
                 sub.session.national_id,
                 sub.session.unit,
             ]
-        pipe.fcall(
+        return [
+            "FCALL",
             "examreg_submit_v2",  # the old name stays for old processes (see examreg.lua)
             len(keys),
             *keys,
@@ -447,7 +487,10 @@ class Enqueuer:
             str(self._max_len),
             str(sub.deadline_ms),
             *check,
-        )
+        ]
+
+    def _queue_call(self, pipe: Any, sub: Submission) -> None:
+        pipe.execute_command(*self._call_args(sub))
 
     def _retry_after_for(self, shard: int | None) -> int:
         return self._retry_after(shard) if callable(self._retry_after) else self._retry_after

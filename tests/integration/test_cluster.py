@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from engine.adapters import streams
+from engine.adapters.backend import dropped_connection
 from engine.adapters.embedded import EmbeddedServices
 from engine.adapters.sessions import SessionStore, token_digest
 from engine.errors import Unavailable
@@ -229,3 +230,11 @@ async def test_a_staff_session_of_the_untagged_layout_is_still_honoured_and_ende
     assert session is not None and session.key == f"examreg:session:{digest}"
     assert await store.revoke_all("staff", 9) == 1
     assert await store.get(token, "staff") is None
+
+
+def test_only_a_closed_stream_inside_redis_py_counts_as_a_dropped_connection() -> None:
+    assert dropped_connection(AttributeError("'NoneType' object has no attribute 'writelines'"))
+    assert dropped_connection(AttributeError("'NoneType' object has no attribute 'read'"))
+    assert not dropped_connection(AttributeError("'NoneType' object has no attribute 'shard'"))
+    assert not dropped_connection(AttributeError("'Batch' object has no attribute 'write'"))
+    assert not dropped_connection(ValueError("'NoneType' object has no attribute 'write'"))
