@@ -122,6 +122,9 @@ async def measure(
 ) -> dict[str, Any]:
     """The enqueue on each topology for `seconds` each (after a one-second warm-up).
 
+    Both servers are FLUSHALLed before each case (every master of the cluster) and get the
+    function library loaded: give it servers of its own, never ones holding data.
+
     Returns `{"single": …, "cluster_waitaof": …, "cluster_no_waitaof": …, "waitaof_cost": …}`,
     each case with submissions/s and p50/p99 in ms; `waitaof_cost` compares the two cluster
     cases (rate ratio, added p50 and p99).
