@@ -133,6 +133,9 @@ class Settings:
     # that do not share an API's metrics directory (their own container or pod).
     writer_metrics_port: int = 0
     redis_check_durability: bool = True
+    # On a cluster, how long a tick's WAITAOF 1 1 waits for a replica's fsync before the
+    # submissions it covers are refused (503 `unavailable`); below the I/O timeout.
+    redis_replica_timeout_ms: int = 1000
     db_pool_size: int = 10
     # asyncpg's prepared-statement cache per connection (asyncpg's default, 100). 0 behind a
     # pooler in transaction mode without prepared-statement support (PgBouncer < 1.21, or
@@ -324,6 +327,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "db_pool_size": (1, 1000),
     "db_statement_cache_size": (0, 10_000),
     "io_timeout_seconds": (0.1, 300),
+    "redis_replica_timeout_ms": (1, 60_000),
     "window_cache_seconds": (0.1, 300),
     "form_reserved_score_min": (0, 10),
     "photo_max_bytes": (65_536, 64 * 2**20),
@@ -353,6 +357,12 @@ def _check_ranges(settings: Settings) -> None:
             f"EXAMREG_WRITER_BATCH_MIN={settings.writer_batch_min} is above "
             f"EXAMREG_WRITER_BATCH_SIZE={settings.writer_batch_size}: the smallest batch "
             "cannot be larger than the largest"
+        )
+    if settings.redis_replica_timeout_ms >= settings.io_timeout_seconds * 1000:
+        raise SettingsError(
+            f"EXAMREG_REDIS_REPLICA_TIMEOUT_MS={settings.redis_replica_timeout_ms} must be below"
+            f" EXAMREG_IO_TIMEOUT_SECONDS={settings.io_timeout_seconds:g} (in ms): the"
+            " enqueue's own timeout would end the wait first"
         )
     if not 0 < settings.redis_memory_limit_ratio <= 1:
         raise SettingsError("EXAMREG_REDIS_MEMORY_LIMIT_RATIO must be in (0, 1]")

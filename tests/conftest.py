@@ -5,6 +5,10 @@ EXAMREG_DATABASE_URL and EXAMREG_REDIS_URL point at servers of your own. The sch
 roster (past the first-login password change) go into a template database once; each test gets
 its own copy (CREATE DATABASE … TEMPLATE), and Redis is flushed before each test (the
 server-side functions survive FLUSHALL).
+
+A Valkey Cluster (three masters, one replica each, from the same embedded binary) starts on
+first use, once per session (`cluster`), unless EXAMREG_TEST_CLUSTER_URL names one; tests (or
+modules) marked `topologies` run on both, through the `topology` parameter of `redis_url`.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from hypothesis import HealthCheck, Phase
 from hypothesis import settings as hypothesis_settings
 
 from engine.adapters import store, streams
-from engine.adapters.embedded import EmbeddedServices
+from engine.adapters.embedded import EmbeddedCluster, EmbeddedServices
 from engine.settings import Settings, load
 from tests.support import TEST_PASSWORD, build_roster_rows
 
@@ -104,6 +108,40 @@ def servers(server_dirs: Path) -> Iterator[Servers]:
         embedded.destroy()
 
 
+@dataclass(frozen=True)
+class ClusterServers:
+    """The Valkey Cluster of the session: seeds URL and, when embedded, its nodes' control."""
+
+    redis_url: str  # redis+cluster://…
+    embedded: EmbeddedCluster | None  # None when EXAMREG_TEST_CLUSTER_URL names one of your own
+
+
+@pytest.fixture(scope="session")
+def cluster(server_dirs: Path) -> Iterator[ClusterServers]:
+    """A 3-master Valkey Cluster with one replica each (embedded, started on first use), or the
+    cluster EXAMREG_TEST_CLUSTER_URL names."""
+    url = os.environ.get("EXAMREG_TEST_CLUSTER_URL")
+    if url:
+        yield ClusterServers(url, None)
+        return
+    embedded = EmbeddedCluster(server_dirs / "cluster", maxmemory="512mb")
+    endpoints = embedded.start()
+    try:
+        yield ClusterServers(endpoints.redis_url, embedded)
+    finally:
+        embedded.destroy()
+
+
+def flush_cluster(url: str) -> None:
+    """FLUSHALL on every master of the cluster `url` names (the functions survive it)."""
+    seeds = streams.cluster_seeds(url)
+    client = redis.RedisCluster(host=seeds[0][0], port=seeds[0][1])
+    try:
+        client.flushall(target_nodes=redis.RedisCluster.PRIMARIES)
+    finally:
+        client.close()
+
+
 TEMPLATE = "examreg_test_template"
 
 
@@ -161,8 +199,28 @@ def database_url(servers: Servers, roster: list[dict[str, Any]]) -> Iterator[str
         yield url
 
 
+TOPOLOGIES = ("single", "cluster")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked `topologies` runs once per topology: the same code against the single
+    Valkey and against the 3-master cluster (`topology` is `single` for every other test)."""
+    if metafunc.definition.get_closest_marker("topologies") and "topology" in metafunc.fixturenames:
+        metafunc.parametrize("topology", TOPOLOGIES, indirect=True)
+
+
 @pytest.fixture
-def redis_url(servers: Servers) -> str:
+def topology(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "single"))
+
+
+@pytest.fixture
+def redis_url(servers: Servers, topology: str, request: pytest.FixtureRequest) -> str:
+    """A flushed Redis for one test: the single node, or the cluster for `topology` cluster."""
+    if topology == "cluster":
+        cluster_servers: ClusterServers = request.getfixturevalue("cluster")
+        flush_cluster(cluster_servers.redis_url)
+        return cluster_servers.redis_url
     client = redis.Redis.from_url(servers.redis_url)
     try:
         client.flushall()

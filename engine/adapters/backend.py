@@ -13,6 +13,7 @@ from typing import Final, TypeAlias
 import asyncpg
 import redis.asyncio as aioredis
 from redis import exceptions as redis_exceptions
+from redis.asyncio.cluster import RedisCluster
 
 # The drivers' own exception classes, for code that must tell one failure from another (the
 # writer counts Redis and PostgreSQL errors apart and splits a batch only on a refused statement).
@@ -28,10 +29,26 @@ InternalClientError = asyncpg.InternalClientError
 
 Pool: TypeAlias = asyncpg.Pool
 Connection: TypeAlias = asyncpg.Connection
-Redis: TypeAlias = aioredis.Redis
+# One Valkey/Redis node, or a cluster (`redis+cluster://…`, `streams.connect`): the commands
+# examreg sends are the same on both, every multi-key one within one slot.
+Redis: TypeAlias = aioredis.Redis | RedisCluster
 
 REDIS_ERRORS: Final[tuple[type[BaseException], ...]] = (RedisError, OSError, TimeoutError)
 """Redis was unreachable, timed out or refused the command."""
+
+_STREAM_CALLS = frozenset({"write", "writelines", "drain", "read", "readline", "readexactly"})
+
+
+def dropped_connection(exc: BaseException) -> bool:
+    """Whether `exc` is redis-py's asyncio cluster client failing on a connection another task
+    closed under it. On CLUSTERDOWN (seen during a failover) the client closes every connection
+    of every node, those other tasks are using included, and their next read or write fails
+    inside redis-py with AttributeError on the closed stream ("'NoneType' object has no
+    attribute 'writelines'"): a dropped connection, to be retried like one. Nothing else is."""
+    if not isinstance(exc, AttributeError) or "'NoneType' object has no attribute" not in str(exc):
+        return False
+    return str(exc).rsplit("'", 2)[-2] in _STREAM_CALLS
+
 
 POSTGRES_ERRORS: Final[tuple[type[BaseException], ...]] = (
     asyncpg.PostgresError,

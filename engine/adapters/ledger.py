@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from engine.adapters.streams import GROUP, candidate_key, dead_key, stream_key
+from engine.adapters.backend import Redis
+from engine.adapters.streams import GROUP, candidate_key, dead_key, scan_pages, stream_key
 from engine.domain.reconciliation import CandidateFacts, DeadFact, StreamFact
 
 _PAGE = 1000
@@ -55,7 +55,7 @@ class Snapshot:
 
 
 async def _xrange_pages(
-    client: aioredis.Redis, key: str, start: str = "-"
+    client: Redis, key: str, start: str = "-"
 ) -> AsyncIterator[list[tuple[str, dict[str, str]]]]:
     while True:
         page: Any = await client.xrange(key, start, "+", count=_PAGE)
@@ -67,9 +67,7 @@ async def _xrange_pages(
         start = "(" + page[-1][0]
 
 
-async def _pending(
-    client: aioredis.Redis, key: str
-) -> tuple[str | None, dict[str, tuple[str, int]]]:
+async def _pending(client: Redis, key: str) -> tuple[str | None, dict[str, tuple[str, int]]]:
     """The group's last-delivered id (None: no group yet) and its pending entries."""
     try:
         groups: Any = await client.xinfo_groups(key)
@@ -149,7 +147,7 @@ def _add_dead(
             snapshot.dead[(cid, version)] = fact
 
 
-async def snapshot(client: aioredis.Redis, shards: int, now_ms: int) -> Snapshot:
+async def snapshot(client: Redis, shards: int, now_ms: int) -> Snapshot:
     """Every shard's stream and dead letters. The pending list is read before the entries, so an
     entry delivered or acknowledged meanwhile is seen as still queued, never the reverse."""
     result = Snapshot()
@@ -162,7 +160,7 @@ async def snapshot(client: aioredis.Redis, shards: int, now_ms: int) -> Snapshot
     return result
 
 
-async def tail(client: aioredis.Redis, shards: int, since: Snapshot, now_ms: int) -> Snapshot:
+async def tail(client: Redis, shards: int, since: Snapshot, now_ms: int) -> Snapshot:
     """The entries and dead letters added after `since` was read (all of them counted queued)."""
     result = Snapshot()
     for shard in range(shards):
@@ -193,13 +191,11 @@ def _facts(shard: int, candidate_id: int, values: dict[str, str]) -> CandidateFa
 
 
 async def candidates(
-    client: aioredis.Redis, shards: Collection[int], *, page: int = 2000
+    client: Redis, shards: Collection[int], *, page: int = 2000
 ) -> AsyncIterator[list[CandidateFacts]]:
     """Every candidate hash on these shards, one SCAN page at a time (one pipelined HGETALL)."""
-    cursor: int = 0
-    while True:
-        cursor, keys = await client.scan(cursor, match="examreg:*:cand:*", count=page)
-        owned = [ids for ids in map(_candidate_of, map(str, keys)) if ids and ids[0] in shards]
+    async for keys in scan_pages(client, "examreg:*:cand:*", page):
+        owned = [ids for ids in map(_candidate_of, keys) if ids and ids[0] in shards]
         if owned:
             pipe = client.pipeline(transaction=False)
             for shard, candidate_id in owned:
@@ -210,13 +206,9 @@ async def candidates(
                 for (shard, candidate_id), found in zip(owned, values, strict=True)
                 if found
             ]
-        if cursor == 0:
-            return
 
 
-async def counters(
-    client: aioredis.Redis, candidates_of: Sequence[tuple[int, int]]
-) -> list[int | None]:
+async def counters(client: Redis, candidates_of: Sequence[tuple[int, int]]) -> list[int | None]:
     """The version counter of each (shard, candidate), None where Redis has no hash."""
     pipe = client.pipeline(transaction=False)
     for shard, candidate_id in candidates_of:
@@ -228,12 +220,12 @@ async def counters(
 REPORT_KEY = "examreg:reconcile:last"
 
 
-async def save_report(client: aioredis.Redis, body: bytes) -> None:
+async def save_report(client: Redis, body: bytes) -> None:
     """Keep the last report (the /metrics gauges and GET /api/v1/ops/reconcile read it)."""
     await client.set(REPORT_KEY, body)
 
 
-async def last_report(client: aioredis.Redis) -> str | None:
+async def last_report(client: Redis) -> str | None:
     value: Any = await client.get(REPORT_KEY)
     return None if value is None else str(value)
 
@@ -241,17 +233,17 @@ async def last_report(client: aioredis.Redis) -> str | None:
 RUNNING_KEY = "examreg:reconcile:running"
 
 
-async def claim_run(client: aioredis.Redis, holder: str, seconds: int) -> bool:
+async def claim_run(client: Redis, holder: str, seconds: int) -> bool:
     """Take the one-run-at-a-time lock (it expires by itself should its holder die)."""
     return bool(await client.set(RUNNING_KEY, holder, nx=True, ex=seconds))
 
 
-async def running(client: aioredis.Redis) -> str | None:
+async def running(client: Redis) -> str | None:
     value: Any = await client.get(RUNNING_KEY)
     return None if value is None else str(value)
 
 
-async def release_run(client: aioredis.Redis, holder: str) -> None:
+async def release_run(client: Redis, holder: str) -> None:
     """Drop the lock if it is still ours (compare and delete, atomically)."""
     await client.eval(
         "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"

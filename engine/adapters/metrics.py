@@ -58,6 +58,11 @@ SUBMISSIONS_REPLAYED = Counter(
 SUBMISSIONS_SHED = Counter(
     "examreg_submissions_shed_total", "Registrations refused because of overload.", ["reason"]
 )
+ENQUEUE_UNREPLICATED = Counter(
+    "examreg_enqueue_unreplicated_total",
+    "Submissions appended on a cluster master but refused (503) because WAITAOF did not prove"
+    " them fsynced on a replica in time.",
+)
 ENQUEUE_BATCH_SIZE = Histogram(
     "examreg_enqueue_batch_size",
     "Submissions coalesced into one Redis pipeline.",

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from engine.adapters.backend import Redis
 from engine.adapters.streams import GROUP, stream_key
 
 _PAGE = 1000
@@ -24,7 +24,7 @@ def _cid(fields: Any) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
 
 
-async def _pending_ids(client: aioredis.Redis, key: str, limit: int) -> list[str]:
+async def _pending_ids(client: Redis, key: str, limit: int) -> list[str]:
     ids: list[str] = []
     start = "-"
     while len(ids) < limit:
@@ -38,7 +38,7 @@ async def _pending_ids(client: aioredis.Redis, key: str, limit: int) -> list[str
     return ids[:limit]
 
 
-async def _entries(client: aioredis.Redis, key: str, start: str, limit: int) -> list[int]:
+async def _entries(client: Redis, key: str, start: str, limit: int) -> list[int]:
     cids: list[int] = []
     while len(cids) < limit:
         batch = await client.xrange(key, min=start, max="+", count=min(_PAGE, limit - len(cids)))
@@ -51,7 +51,7 @@ async def _entries(client: aioredis.Redis, key: str, start: str, limit: int) -> 
     return cids
 
 
-async def _shard(client: aioredis.Redis, shard: int, limit: int) -> list[int]:
+async def _shard(client: Redis, shard: int, limit: int) -> list[int]:
     key = stream_key(shard)
     try:
         groups = await client.xinfo_groups(key)
@@ -73,9 +73,7 @@ async def _shard(client: aioredis.Redis, shard: int, limit: int) -> list[int]:
     return cids
 
 
-async def queued_candidates(
-    client: aioredis.Redis, shards: int, limit: int
-) -> tuple[list[int], bool]:
+async def queued_candidates(client: Redis, shards: int, limit: int) -> tuple[list[int], bool]:
     """The candidate ID of every unacknowledged entry (one per version), and whether all were
     read (False: `limit` was reached first)."""
     cids: list[int] = []

@@ -9,8 +9,13 @@ Key layout:
                                             the submission's server-side function checks it in the
                                             same call as the enqueue (one round trip)
   examreg:{s}:sessions:candidate:<id>       the digests of a candidate's sessions (revocation)
-  examreg:session:<sha256(token)>           a staff session, or a candidate's opened before the
-  examreg:sessions:<kind>:<id>              upgrade (its token has no `<id>.` prefix), and index
+  examreg:{staff}:session:<sha256(token)>   a staff session, and the digests of a staff
+  examreg:{staff}:sessions:staff:<id>       member's sessions: one slot for all staff (a few
+                                            thousand accounts), so create and revoke stay one
+                                            MULTI on a cluster
+  examreg:session:<sha256(token)>           before the tagged layouts: a staff session, or a
+  examreg:sessions:<kind>:<id>              candidate's whose token has no `<id>.` prefix, and
+                                            index; still read, revoked and expired, never written
 
 A candidate's token is `<candidate_id>.<128 random bits>`: the prefix names the shard (and the
 keys) before anything is read. It is a claim, not a credential: the session the digest of the whole
@@ -23,12 +28,13 @@ import hashlib
 import ipaddress
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
+from engine.adapters.backend import Redis
 from engine.errors import TooManyAttempts
 from engine.settings import Settings
 from engine.types import SessionKind
@@ -83,7 +89,7 @@ class Session:
 class SessionStore:
     """Server-side sessions: the token is only ever stored as its SHA-256."""
 
-    def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
+    def __init__(self, client: Redis, settings: Settings) -> None:
         self._client = client
         self._idle = settings.session_idle_seconds
         self._absolute = settings.session_absolute_seconds
@@ -99,12 +105,19 @@ class SessionStore:
 
     @staticmethod
     def _key(digest: str) -> str:
+        """A session key of the layout before hash tags (read and revoked, no longer written)."""
         return f"examreg:session:{digest}"
+
+    @staticmethod
+    def _staff_key(digest: str) -> str:
+        return f"examreg:{{staff}}:session:{digest}"
 
     def _keys_of(self, kind: SessionKind, token: str) -> tuple[str, str, int | None]:
         """(session key, digest, claimed subject) of a token; the claim only for candidates."""
         digest = _digest(token)
-        claim = candidate_claim(token) if kind == "candidate" else None
+        if kind == "staff":
+            return self._staff_key(digest), digest, None
+        claim = candidate_claim(token)
         if claim is None:
             return self._key(digest), digest, None
         return candidate_session_key(self._shard_of(claim), digest), digest, claim
@@ -136,11 +149,10 @@ class SessionStore:
         )
         key, digest, _ = self._keys_of(kind, token)
         index = self._subject_key(kind, subject)
-        pipe = self._client.pipeline(transaction=True)
-        pipe.set(key, payload, ex=self._idle)
-        pipe.sadd(index, digest)  # lets a password change or reset end every session of the account
-        pipe.expire(index, self._absolute)
-        await pipe.execute()
+        # The index lets a password change or reset end every session of the account.
+        await self._client.fcall(
+            "examreg_session_open", 2, key, index, payload, self._idle, digest, self._absolute
+        )
         return token, now + self._absolute
 
     async def get(self, token: str, kind: SessionKind) -> Session | None:
@@ -148,6 +160,11 @@ class SessionStore:
         # One read. Every Redis write waits for the AOF fsync, so the sliding idle timeout is
         # pushed forward (a write) at most once a minute, not on every request.
         raw = await self._client.get(key)
+        legacy = False
+        if raw is None and kind == "staff":
+            # A staff session opened before the `{staff}` tag: honoured until it expires.
+            key, legacy = self._key(digest), True
+            raw = await self._client.get(key)
         if raw is None:
             return None
         data = orjson.loads(raw)
@@ -167,15 +184,15 @@ class SessionStore:
             digest,
             dict(data.get("scope") or {}),
             key,
-            self._subject_key(kind, int(data["sub"]))
-            if claim is not None
-            else self._legacy_subject_key(kind, int(data["sub"])),
+            self._legacy_subject_key(kind, int(data["sub"]))
+            if legacy or (kind == "candidate" and claim is None)
+            else self._subject_key(kind, int(data["sub"])),
         )
 
     def _subject_key(self, kind: SessionKind, subject: int) -> str:
         if kind == "candidate":
             return f"examreg:{{{self._shard_of(subject)}}}:sessions:candidate:{subject}"
-        return self._legacy_subject_key(kind, subject)
+        return f"examreg:{{staff}}:sessions:staff:{subject}"
 
     @staticmethod
     def _legacy_subject_key(kind: SessionKind, subject: int) -> str:
@@ -212,36 +229,49 @@ class SessionStore:
         await self._revoke_key(key, self._subject_key(kind, subject), digest)
 
     async def _revoke_key(self, key: str, index: str, digest: str) -> None:
-        pipe = self._client.pipeline(transaction=True)  # one slot: key and index share a tag
-        pipe.delete(key)
-        pipe.srem(index, digest)
-        await pipe.execute()
+        await self._end(index, [key], [digest])
+
+    async def _end(self, index: str, keys: list[str], digests: list[str]) -> int:
+        """Delete session keys and their digests from the index: one atomic call when they share
+        a hash tag (every layout written now). The untagged keys of before spread over slots, so
+        on a cluster they cannot be one call; they go one by one, the index last (a crash in
+        between leaves a digest of a deleted session in the index, which is harmless)."""
+        if index.startswith("examreg:{"):
+            return int(
+                await self._client.fcall(
+                    "examreg_sessions_end", 1 + len(keys), index, *keys, *digests
+                )
+            )
+        removed = 0
+        for key in keys:
+            removed += int(await self._client.delete(key))
+        await self._client.srem(index, *digests)
+        return removed
 
     async def revoke_all(self, kind: SessionKind, subject: int) -> int:
         """End every session of an account (password change or reset); return how many were live.
 
-        Only the digests read are removed from the index, in one transaction with their keys: a
+        Only the digests read are removed from the index, in one atomic call with their keys: a
         session opened meanwhile stays listed, so the next revocation still finds it. A
         candidate's sessions opened before the shard-tagged layout are in the old index.
         """
-        if kind != "candidate":
-            return await self._revoke_listed(self._subject_key(kind, subject), None)
-        removed = await self._revoke_listed(self._subject_key(kind, subject), subject)
-        return removed + await self._revoke_listed(self._legacy_subject_key(kind, subject), None)
+        if kind == "candidate":
+            shard = self._shard_of(subject)
+            removed = await self._revoke_listed(
+                self._subject_key(kind, subject), lambda d: candidate_session_key(shard, d)
+            )
+        else:
+            removed = await self._revoke_listed(self._subject_key(kind, subject), self._staff_key)
+        return removed + await self._revoke_listed(
+            self._legacy_subject_key(kind, subject), self._key
+        )
 
-    async def _revoke_listed(self, index: str, candidate: int | None) -> int:
+    async def _revoke_listed(self, index: str, key_of: Callable[[str], str]) -> int:
         digests: Any = await self._client.smembers(index)
         if not digests:
             return 0
-        if candidate is None:
-            keys = [self._key(d) for d in digests]
-        else:
-            keys = [candidate_session_key(self._shard_of(candidate), d) for d in digests]
-        pipe = self._client.pipeline(transaction=True)
-        pipe.delete(*keys)
-        pipe.srem(index, *digests)
-        removed, _ = await pipe.execute()
-        return int(removed)
+        listed = [str(d) for d in digests]
+        return await self._end(index, [key_of(d) for d in listed], listed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +315,7 @@ class LoginThrottle:
     passwords get the free attempts checked and the rest refused.
     """
 
-    def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
+    def __init__(self, client: Redis, settings: Settings) -> None:
         self._client = client
         self._free = settings.login_max_failures
         self._first_ms = round(settings.login_delay_seconds * 1000)

@@ -14,6 +14,11 @@ Key layout, every key hash-tagged by shard so a shard lives in one Redis Cluster
                                 "<request hash> <version> <receipt> <accepted_at> <phase>"
   examreg:{s}:session:<digest>  a candidate's session (engine/adapters/sessions.py), checked by
                                 examreg_submit in the same call
+
+On a Valkey Cluster (`redis+cluster://host:port[,host:port…]`) every call above stays in one
+slot, the function library is loaded on every master, a tick's pipeline is split per node, and
+an accepted submission is answered only once `WAITAOF 1 1` on the same connection says the entry
+is fsynced on its master and on at least one replica.
 """
 
 from __future__ import annotations
@@ -31,12 +36,15 @@ from typing import Any, Literal
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
+from redis.exceptions import AskError, MovedError, OutOfMemoryError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from engine.adapters import metrics
+from engine.adapters.backend import Redis
 from engine.errors import (
     IdempotencyKeyReused,
     Overloaded,
@@ -82,15 +90,52 @@ class DurabilityError(RuntimeError):
     """Redis would not keep an acknowledged entry, or could evict queued keys."""
 
 
-async def check_durability(client: aioredis.Redis) -> None:
-    """Refuse to run unless every acknowledged write is fsynced and nothing is ever evicted.
+CLUSTER_SCHEME = "redis+cluster://"
+
+
+def is_cluster(url: str) -> bool:
+    """Whether `url` names a Valkey/Redis Cluster (`redis+cluster://seed[,seed…]`)."""
+    return url.startswith(CLUSTER_SCHEME)
+
+
+def cluster_seeds(url: str) -> list[tuple[str, int]]:
+    """The seed nodes of `redis+cluster://host:port[,host:port…]`.
+
+    Raises:
+        ValueError: the URL names no seed, or a seed without a numeric port.
+    """
+    seeds = []
+    for part in url.removeprefix(CLUSTER_SCHEME).rstrip("/").split(","):
+        host, colon, port = part.strip().rpartition(":")
+        if not colon or not host or not port.isdigit():
+            raise ValueError(f"a cluster seed must be host:port, not {part!r}")
+        seeds.append((host.strip("[]"), int(port)))
+    return seeds
+
+
+async def check_durability(client: Redis) -> None:
+    """Refuse to run unless every acknowledged write is fsynced and nothing is ever evicted (on a
+    cluster: on every node, masters and replicas alike, since a replica may become a master).
 
     Raises:
         DurabilityError: with what to change in the Redis configuration.
     """
-    config = await client.config_get("appendonly")
-    config.update(await client.config_get("appendfsync"))
-    config.update(await client.config_get("maxmemory-policy"))
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+        for node in client.get_nodes():
+            await _check_node(client, node)
+        return
+    await _check_node(client, None)
+
+
+async def _check_node(client: Redis, node: ClusterNode | None) -> None:
+    config: dict[str, Any] = {}
+    for name in ("appendonly", "appendfsync", "maxmemory-policy"):
+        if node is None:
+            answer: Any = await client.config_get(name)
+        else:
+            answer = await client.config_get(name, target_nodes=node)
+        config.update(answer)
     problems = []
     if config.get("appendonly") != "yes":
         problems.append("appendonly must be 'yes'")
@@ -99,19 +144,21 @@ async def check_durability(client: aioredis.Redis) -> None:
     if config.get("maxmemory-policy") != "noeviction":
         problems.append("maxmemory-policy must be 'noeviction' (eviction would lose queued data)")
     if problems:
+        where = "" if node is None else f" (node {node.name})"
         raise DurabilityError(
-            "Redis is not configured for durable queuing: "
+            f"Redis{where} is not configured for durable queuing: "
             + "; ".join(problems)
             + ". Fix the server, or set EXAMREG_REDIS_CHECK_DURABILITY=false to run anyway."
         )
 
 
-async def load_functions(client: aioredis.Redis) -> None:
-    """Install (or replace) the server-side function library."""
+async def load_functions(client: Redis) -> None:
+    """Install (or replace) the server-side function library; on a cluster on every master
+    (redis-py sends FUNCTION LOAD to all primaries; a replica gets it by replication)."""
     await client.function_load(_LUA.read_text(), replace=True)
 
 
-def connect(url: str, *, timeout: float = 5.0, max_connections: int = 64) -> aioredis.Redis:
+def connect(url: str, *, timeout: float = 5.0, max_connections: int = 64) -> Redis:
     """A client whose pool waits for a free connection and survives a Redis restart.
 
     Past `max_connections` commands in flight a command waits (up to `timeout`) for a
@@ -120,7 +167,21 @@ def connect(url: str, *, timeout: float = 5.0, max_connections: int = 64) -> aio
     is sent once more on a fresh connection: after Valkey restarts every pooled connection is
     stale, and without the retry each one would fail one request. Timeouts are not retried (the
     command may have run, and the caller's deadline is already spent).
+
+    A `redis+cluster://` URL gives redis-py's cluster client instead: the slot map from the
+    seeds, MOVED/ASK followed, a pool of `max_connections` per node (not blocking: past it a
+    command fails, a 503), and after a connection error the slot map is read again, which is how
+    it finds a replica promoted in place of a dead master.
     """
+    if is_cluster(url):
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in cluster_seeds(url)],
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            max_connections=max_connections,
+            retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
+        )
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
@@ -134,10 +195,18 @@ def connect(url: str, *, timeout: float = 5.0, max_connections: int = 64) -> aio
     return aioredis.Redis.from_pool(pool)
 
 
-async def open_connections(client: aioredis.Redis, count: int) -> None:
+async def open_connections(client: Redis, count: int) -> None:
     """Open `count` pooled connections now (one PING each, at once), so that a burst finds them
     ready: a new connection costs a TCP handshake and set-up commands, and during a burst every
-    round trip waits for Valkey's fsync of the writes in flight."""
+    round trip waits for Valkey's fsync of the writes in flight. On a cluster, `count` spread
+    over the masters (PING goes to all of them)."""
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+        per_node = max(1, count // max(1, len(client.get_primaries())))
+        await asyncio.gather(
+            *(client.ping(target_nodes=RedisCluster.PRIMARIES) for _ in range(per_node))
+        )
+        return
     await asyncio.gather(*(client.ping() for _ in range(count)))
 
 
@@ -197,7 +266,7 @@ class Receipt:
         }
 
 
-async def key_accepted(client: aioredis.Redis, shard: int, candidate_id: int, key: str) -> bool:
+async def key_accepted(client: Redis, shard: int, candidate_id: int, key: str) -> bool:
     """Whether this Idempotency-Key of the candidate was accepted (its record is still kept)."""
     return bool(await client.exists(idempotency_key(shard, candidate_id, key)))
 
@@ -210,21 +279,29 @@ class Enqueuer:
     """Coalesces the submissions of one event-loop tick into one Redis pipeline.
 
     With `appendfsync always` Redis fsyncs once per event-loop iteration, so a pipeline of N calls
-    costs one fsync: the group commit that makes micro-batching pay (architecture §4).
+    costs one fsync: the group commit that makes micro-batching pay (architecture §4). On a
+    cluster the pipeline is split per node (one connection per node, the nodes at once), and
+    each node's part is followed by `WAITAOF 1 1` on the same connection: an accepted
+    submission is answered only when its master and at least one replica have fsynced it,
+    otherwise 503 `unavailable` (the entry may be kept; the retry with the same
+    Idempotency-Key is then a replay).
     `retry_after` is the shed answer's Retry-After: fixed seconds, or a function of the full shard
     (None: Redis memory) that the API computes from the backlog and the drain rate.
     """
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Redis,
         *,
         idempotency_ttl: int,
         max_backlog_per_shard: int,
         retry_after: int | Callable[[int | None], int],
         timeout: float,
+        replica_timeout_ms: int = 1000,
     ) -> None:
         self._client = client
+        self._replica_timeout_ms = replica_timeout_ms
+        self._slot_map_read = 0.0  # monotonic time the cluster's slot map was last re-read
         self._ttl = idempotency_ttl
         self._max_len = max_backlog_per_shard
         self._retry_after = retry_after
@@ -254,23 +331,32 @@ class Enqueuer:
         task.add_done_callback(self._tasks.discard)
 
     async def _flush(self, batch: list[tuple[Submission, asyncio.Future[Receipt]]]) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        for submission, _ in batch:
-            self._queue_call(pipe, submission)
+        replicated: list[bool] | None = None
         try:
             async with asyncio.timeout(self._timeout):
-                results = await pipe.execute(raise_on_error=False)
+                if isinstance(self._client, RedisCluster):
+                    results, replicated = await self._execute_on_cluster(self._client, batch)
+                else:
+                    pipe = self._client.pipeline(transaction=False)
+                    for submission, _ in batch:
+                        self._queue_call(pipe, submission)
+                    results = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError, TimeoutError) as exc:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(Unavailable(extra={"reason": type(exc).__name__}))
             return
         metrics.ENQUEUE_BATCH_SIZE.observe(len(batch))
-        for (submission, future), result in zip(batch, results, strict=True):
+        for i, ((submission, future), result) in enumerate(zip(batch, results, strict=True)):
             if future.done():
                 continue  # the client went away; the entry (if any) stays valid for its retry
             try:
-                future.set_result(self._parse(result, submission.shard))
+                receipt = self._parse(result, submission.shard)
+                if replicated is not None and not replicated[i]:
+                    # Appended on the master, not proven on a replica: no 202 (architecture §8).
+                    metrics.ENQUEUE_UNREPLICATED.inc()
+                    raise Unavailable(extra={"reason": "not_replicated"})
+                future.set_result(receipt)
             except (
                 IdempotencyKeyReused,
                 Overloaded,
@@ -282,7 +368,93 @@ class Enqueuer:
             ) as exc:
                 future.set_exception(exc)
 
-    def _queue_call(self, pipe: Any, sub: Submission) -> None:
+    async def _execute_on_cluster(
+        self, client: RedisCluster, batch: list[tuple[Submission, asyncio.Future[Receipt]]]
+    ) -> tuple[list[Any], list[bool]]:
+        """The batch's FCALLs grouped by the master of their slot, each group on one connection
+        of that node (the nodes at once), then WAITAOF on the same connection; the answers, and
+        for each submission whether its node's WAITAOF proved it on a replica.
+
+        Why not redis-py's ClusterPipeline with the WAITAOF in it: Valkey's replica answers the
+        master's GETACK before its own fsync of the writes that came with it, so a WAITAOF
+        pipelined behind its writes waits for the replica's next periodic ACK, about a second
+        (measured: benchmarks/cluster.py). Sent after the writes' answers, the GETACK it causes
+        reaches the replica after those writes; should the replica still be behind, a short
+        WAITAOF is sent again (each one asks for a fresh ACK) until the timeout.
+        """
+        await client.initialize()
+        manager = client.nodes_manager
+        groups: dict[str, list[int]] = {}
+        for index, (sub, _) in enumerate(batch):
+            node = manager.get_node_from_slot(key_slot(stream_key(sub.shard).encode()))
+            groups.setdefault(node.name, []).append(index)
+        results: list[Any] = [None] * len(batch)
+        proven = [False] * len(batch)
+
+        async def run(name: str, indexes: list[int]) -> None:
+            node = client.get_node(node_name=name)
+            assert node is not None
+            answers, replicated = await self._on_node(node, [batch[i][0] for i in indexes])
+            for i, answer in zip(indexes, answers, strict=True):
+                results[i], proven[i] = answer, replicated
+
+        outcomes = await asyncio.gather(
+            *(run(name, indexes) for name, indexes in groups.items()), return_exceptions=True
+        )
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            # A node down or a slot moved: read the slot map again now (the promoted replica's
+            # address comes from it), without closing the connections other calls are using,
+            # and refuse what that node had.
+            if time.monotonic() - self._slot_map_read >= 0.25:  # a few times a second at most
+                self._slot_map_read = time.monotonic()
+                with contextlib.suppress(RedisError, OSError):
+                    await manager.initialize()
+            for indexes, outcome in zip(groups.values(), outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    for i in indexes:
+                        results[i] = outcome
+        return results, proven
+
+    async def _on_node(self, node: ClusterNode, subs: list[Submission]) -> tuple[list[Any], bool]:
+        """FCALLs on one connection of `node`, then WAITAOF 1 1 there; (answers, replicated)."""
+        connection = node.acquire_connection()
+        try:
+            await connection.send_packed_command(
+                connection.pack_commands([self._call_args(sub) for sub in subs])
+            )
+            answers: list[Any] = []
+            for _ in subs:
+                try:
+                    answers.append(await connection.read_response())
+                except ResponseError as exc:  # MOVED, OOM, a script error: this call only
+                    answers.append(exc)
+            if any(isinstance(a, (MovedError, AskError)) for a in answers):
+                raise next(a for a in answers if isinstance(a, (MovedError, AskError)))
+            written = any(not isinstance(a, BaseException) for a in answers)
+            return answers, written and await self._replicated(connection)
+        except BaseException:
+            await connection.disconnect()
+            raise
+        finally:
+            node.release(connection)
+
+    async def _replicated(self, connection: Any) -> bool:
+        """WAITAOF 1 1 on `connection` until a replica has fsynced its writes, within the
+        replica timeout: short waits, each one making the master ask the replicas again."""
+        deadline = time.monotonic() + self._replica_timeout_ms / 1000
+        step_ms = 20
+        while True:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            await connection.send_command("WAITAOF", 1, 1, max(1, min(step_ms, left_ms)))
+            local, replicas = (int(n) for n in await connection.read_response())
+            if local >= 1 and replicas >= 1:
+                return True
+            if left_ms <= step_ms:
+                return False
+
+    def _call_args(self, sub: Submission) -> list[Any]:
+        """The submission's FCALL, as a command: every key in the candidate's shard's slot."""
         receipt_id = new_receipt_id()
         keys = [
             stream_key(sub.shard),
@@ -299,7 +471,8 @@ class Enqueuer:
                 sub.session.national_id,
                 sub.session.unit,
             ]
-        pipe.fcall(
+        return [
+            "FCALL",
             "examreg_submit_v2",  # the old name stays for old processes (see examreg.lua)
             len(keys),
             *keys,
@@ -314,7 +487,10 @@ class Enqueuer:
             str(self._max_len),
             str(sub.deadline_ms),
             *check,
-        )
+        ]
+
+    def _queue_call(self, pipe: Any, sub: Submission) -> None:
+        pipe.execute_command(*self._call_args(sub))
 
     def _retry_after_for(self, shard: int | None) -> int:
         return self._retry_after(shard) if callable(self._retry_after) else self._retry_after
@@ -368,9 +544,7 @@ class LatestRecord:
     stream_id: str
 
 
-async def latest_record(
-    client: aioredis.Redis, shard: int, candidate_id: int
-) -> LatestRecord | None:
+async def latest_record(client: Redis, shard: int, candidate_id: int) -> LatestRecord | None:
     values: list[Any] = await client.hmget(
         candidate_key(shard, candidate_id),
         ["latest_version", "latest_receipt", "latest_phase", "latest_at", "latest_stream_id"],
@@ -383,7 +557,7 @@ async def latest_record(
 
 
 async def queued_form(
-    client: aioredis.Redis, shard: int, candidate_id: int, latest: LatestRecord
+    client: Redis, shard: int, candidate_id: int, latest: LatestRecord
 ) -> tuple[dict[str, Any] | None, str | None]:
     """(form, dead-letter id) of the newest accepted version, in one pipeline: the form from its
     stream entry, None once the entry is trimmed (the writer trims only after COMMIT, so
@@ -399,7 +573,7 @@ async def queued_form(
 
 
 async def queued_receipt(
-    client: aioredis.Redis, shard: int, candidate_id: int, receipt_id: str
+    client: Redis, shard: int, candidate_id: int, receipt_id: str
 ) -> tuple[int | None, str | None]:
     """(version, dead-letter id) of a receipt still queued in Redis; (None, None) once persisted.
 
@@ -412,7 +586,7 @@ async def queued_receipt(
     return (None if version is None else int(version)), (None if dead is None else str(dead))
 
 
-async def entry_state(client: aioredis.Redis, shard: int, stream_id: str) -> dict[str, Any]:
+async def entry_state(client: Redis, shard: int, stream_id: str) -> dict[str, Any]:
     """Where one stream entry is: waiting for a writer, delivered (pending), or gone (trimmed)."""
     stream = stream_key(shard)
     try:
@@ -457,25 +631,34 @@ def _candidate_of(key: str) -> tuple[int, int] | None:
 
 
 async def queued_markers(
-    client: aioredis.Redis, shards: Collection[int], *, page: int = 500
+    client: Redis, shards: Collection[int], *, page: int = 500
 ) -> AsyncIterator[list[QueuedMarker]]:
     """Every queued marker on these shards, one SCAN page at a time (never KEYS: the keyspace
     holds every candidate of the season, and SCAN keeps each step short)."""
     match = f"examreg:{{{next(iter(shards))}}}:cand:*" if len(shards) == 1 else "examreg:*:cand:*"
-    cursor: int = 0
-    while True:
-        cursor, keys = await client.scan(cursor, match=match, count=page)
-        found = [(str(key), _candidate_of(str(key))) for key in keys]
+    async for keys in scan_pages(client, match, page):
+        found = [(key, _candidate_of(key)) for key in keys]
         owned = [(key, ids) for key, ids in found if ids is not None and ids[0] in shards]
         markers = await _markers_of(client, owned)
         if markers:
             yield markers
-        if cursor == 0:
-            return
+
+
+async def scan_pages(client: Redis, match: str, page: int) -> AsyncIterator[list[str]]:
+    """The keys matching `match`, `page` at a time, by SCAN (never KEYS); on a cluster, every
+    master's keyspace one after the other (redis-py's cluster `scan_iter`)."""
+    keys: list[str] = []
+    async for key in client.scan_iter(match=match, count=page):
+        keys.append(str(key))
+        if len(keys) >= page:
+            yield keys
+            keys = []
+    if keys:
+        yield keys
 
 
 async def _markers_of(
-    client: aioredis.Redis, owned: list[tuple[str, tuple[int, int]]]
+    client: Redis, owned: list[tuple[str, tuple[int, int]]]
 ) -> list[QueuedMarker]:
     """The `rcpt:` fields of these candidate hashes, one pipelined HSCAN each."""
     pipe = client.pipeline(transaction=False)
@@ -495,7 +678,7 @@ async def _markers_of(
     return markers
 
 
-async def release(client: aioredis.Redis, markers: Sequence[QueuedMarker]) -> None:
+async def release(client: Redis, markers: Sequence[QueuedMarker]) -> None:
     """Drop the queued markers of versions PostgreSQL already holds."""
     if not markers:
         return
@@ -515,7 +698,7 @@ StreamEntries = list[tuple[str, dict[str, str]]]
 class StreamShard:
     """One shard's stream as a writer sees it: read, claim, ack, trim, dead-letter."""
 
-    def __init__(self, client: aioredis.Redis, shard: int, consumer: str) -> None:
+    def __init__(self, client: Redis, shard: int, consumer: str) -> None:
         self.client = client
         self.shard = shard
         self.consumer = consumer
@@ -687,7 +870,7 @@ def _shard_facts(shard: int, results: list[Any], now_ms: int, seen_ms: int | Non
 
 
 async def read_shards(
-    client: aioredis.Redis, shards: int, *, writer_seen_ms: int | None = None
+    client: Redis, shards: int, *, writer_seen_ms: int | None = None
 ) -> list[ShardFacts]:
     """Every shard's length, arrivals, backlog, oldest waiting entry and dead letters, and with
     `writer_seen_ms` the writers seen within it: one pipeline, the one reader of these facts
@@ -724,12 +907,20 @@ def writers_of(facts: list[ShardFacts]) -> int:
     return len(frozenset[str]().union(*(f.writers for f in facts)))
 
 
-async def shard_stats(client: aioredis.Redis, shards: int) -> list[ShardStats]:
+async def shard_stats(client: Redis, shards: int) -> list[ShardStats]:
     """Lag, pending and oldest age for every shard, as the operators' gauges show them."""
     return stats_of(await read_shards(client, shards))
 
 
-async def memory_usage(client: aioredis.Redis) -> tuple[int, int]:
-    """(used_memory, maxmemory) in bytes; maxmemory 0 means unlimited."""
+async def memory_usage(client: Redis) -> tuple[int, int]:
+    """(used_memory, maxmemory) in bytes; maxmemory 0 means unlimited. On a cluster, the
+    fullest master's (a full master refuses its slots' writes whatever the others hold)."""
+    if isinstance(client, RedisCluster):
+        answers: Any = await client.info("memory", target_nodes=RedisCluster.PRIMARIES)
+        usages = [
+            (int(info.get("used_memory", 0)), int(info.get("maxmemory", 0)))
+            for info in answers.values()
+        ]
+        return max(usages, key=lambda u: u[0] / u[1] if u[1] else 0.0)
     info = await client.info("memory")
     return int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))

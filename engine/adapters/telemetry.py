@@ -22,11 +22,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from redis.exceptions import RedisError
 
 from engine.adapters import metrics, streams
+from engine.adapters.backend import Redis
 from engine.domain import capacity
 from engine.settings import Settings
 
@@ -48,7 +48,7 @@ _TOTALS = {
 
 
 async def redis_sample(
-    client: aioredis.Redis, shards: int, *, writer_seen_ms: int
+    client: Redis, shards: int, *, writer_seen_ms: int
 ) -> tuple[tuple[capacity.ShardSample, ...], int]:
     """Every shard's arrivals, length and backlog, and the writers seen recently (one pipeline,
     `streams.read_shards`)."""
@@ -117,7 +117,7 @@ class Sampler:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Redis,
         settings: Settings,
         *,
         pool: Any = None,
@@ -256,12 +256,7 @@ async def measure(
         RedisError, OSError, TimeoutError: Redis could not be read.
     """
     assert settings.redis_url is not None
-    client = aioredis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_timeout=settings.io_timeout_seconds,
-        socket_connect_timeout=settings.io_timeout_seconds,
-    )
+    client = streams.connect(settings.redis_url, timeout=settings.io_timeout_seconds)
     seen_ms = writer_seen_ms(settings)
     samples = []
     try:

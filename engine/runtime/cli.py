@@ -69,7 +69,11 @@ def _setup_logging(level: str) -> None:
 
 def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
     services = EmbeddedServices(Path(args.data_dir or settings.data_dir))
-    if args.action == "start":
+    if args.action == "start" and args.cluster:
+        endpoints, cluster = services.start_with_cluster()
+        print(f"EXAMREG_DATABASE_URL={endpoints.database_url}")
+        print(f"EXAMREG_REDIS_URL={cluster.redis_url}")
+    elif args.action == "start":
         before = services.endpoints()
         endpoints = services.start()
         if before is not None and before != endpoints:
@@ -298,6 +302,7 @@ def cmd_staff_reset_password(args: argparse.Namespace, settings: Settings) -> in
 async def _end_staff_sessions(settings: Settings, redis_url: str, staff_id: int) -> int:
     client = streams.connect(redis_url, timeout=settings.io_timeout_seconds)
     try:
+        await streams.load_functions(client)  # revocation is one of its functions
         return await SessionStore(client, settings).revoke_all("staff", staff_id)
     finally:
         await client.aclose()
@@ -388,6 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     services = sub.add_parser("services", help="embedded PostgreSQL + Valkey")
     services.add_argument("action", choices=["start", "stop", "status"])
     services.add_argument("--data-dir", default=None)
+    services.add_argument(
+        "--cluster",
+        action="store_true",
+        help="start: a Valkey Cluster (3 masters, 1 replica each) instead of the single Valkey",
+    )
     services.set_defaults(func=cmd_services)
 
     sub.add_parser("migrate", help="apply schema/").set_defaults(func=cmd_migrate)

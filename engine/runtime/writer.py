@@ -78,7 +78,9 @@ class ShardWriter:
                         await self.flush()
                         ready = True
                     await self._step(stop)
-                except (backend.RedisError, OSError) as exc:
+                except (backend.RedisError, OSError, AttributeError) as exc:
+                    if isinstance(exc, AttributeError) and not backend.dropped_connection(exc):
+                        raise
                     metrics.WRITER_ERRORS.labels("redis").inc()
                     log.warning("redis error on shard %d: %s", self.shard.shard, type(exc).__name__)
                     ready = False  # a failed read may have been delivered: finish our own first

@@ -143,6 +143,7 @@ async def build_services(settings: Settings) -> Services:
             max_backlog_per_shard=settings.max_backlog_per_shard,
             retry_after=sampler.retry_after,
             timeout=settings.io_timeout_seconds,
+            replica_timeout_ms=settings.redis_replica_timeout_ms,
         ),
         passwords=PasswordService(settings),
         sessions=SessionStore(client, settings),

@@ -26,7 +26,7 @@ from tests.conftest import Harness
 from tests.integration.test_web import logged_in
 from tests.support import drain, form_for
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.topologies]
 
 
 @pytest.fixture

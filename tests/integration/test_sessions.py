@@ -22,7 +22,7 @@ from engine.services.accounts import authenticate
 from tests.conftest import Harness
 from tests.support import TEST_PASSWORD, hidden
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.topologies]
 
 NEW_PASSWORD = "Moi-mat-khau-2026"
 STAFF_PASSWORD = "Desk-pass-2026"

@@ -11,7 +11,7 @@ from engine.adapters import streams
 from tests.conftest import Harness
 from tests.support import drain, form_for
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.topologies]
 
 
 async def _history(pool: asyncpg.Pool, candidate_id: int) -> list[asyncpg.Record]:

@@ -18,7 +18,7 @@ from engine.runtime.writer import ShardWriter
 from tests.conftest import Harness
 from tests.support import drain, form_for
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.topologies]
 
 
 async def test_twenty_concurrent_edits_end_with_the_highest_version_persisted(

@@ -317,6 +317,29 @@ local function trim(keys, args)
   return {trimmed, lag, pending}
 end
 
+-- A session and its account's index in one atomic step (KEYS: session, index; ARGV: payload,
+-- idle seconds, digest, absolute seconds). A function rather than MULTI: both keys share a hash
+-- tag, and redis-py's asyncio cluster client cannot run MULTI reliably.
+local function session_open(keys, args)
+  redis.call('SET', keys[1], args[1], 'EX', args[2])
+  redis.call('SADD', keys[2], args[3])
+  redis.call('EXPIRE', keys[2], args[4])
+  return 1
+end
+
+-- End sessions of one account (KEYS: index, then session keys; ARGV: their digests): the keys
+-- and exactly these digests go together, so a session opened meanwhile stays listed.
+local function sessions_end(keys, args)
+  local removed = 0
+  for i = 2, #keys do
+    removed = removed + redis.call('DEL', keys[i])
+  end
+  if #args > 0 then
+    redis.call('SREM', keys[1], unpack(args))
+  end
+  return removed
+end
+
 -- examreg_submit_v2 is what this version's API calls; examreg_submit stays for API processes of
 -- the previous version during a rolling upgrade (three keys, no session). Should such a process
 -- restart and load its older library, examreg_submit_v2 is gone and the new processes' calls fail
@@ -332,3 +355,5 @@ redis.register_function('examreg_settle', settle)
 redis.register_function('examreg_dead_letter', dead_letter)
 redis.register_function('examreg_replay', replay)
 redis.register_function('examreg_trim', trim)
+redis.register_function('examreg_session_open', session_open)
+redis.register_function('examreg_sessions_end', sessions_end)
