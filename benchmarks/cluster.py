@@ -148,11 +148,9 @@ async def measure(
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--tasks", type=int, default=64)
-    args = parser.parse_args()
+def run(seconds: float = 5.0, tasks: int = 64) -> dict[str, Any]:
+    """`measure` on servers of its own: one Valkey and a 3-master cluster with a replica each,
+    started in a temporary directory and removed after (what `make bench`'s scale phase calls)."""
     root = Path(tempfile.mkdtemp(prefix="examreg-cluster-bench-"))
     single = EmbeddedServices(root / "single")
     cluster = EmbeddedCluster(root / "cluster")
@@ -163,12 +161,19 @@ def main() -> None:
         single.start_redis(port)
         endpoints = cluster.start()
         url_single = f"redis://127.0.0.1:{port}/0"
-        figures = asyncio.run(measure(url_single, endpoints.redis_url, args.seconds, args.tasks))
-        print(json.dumps(figures, indent=2))
+        return asyncio.run(measure(url_single, endpoints.redis_url, seconds, tasks))
     finally:
         cluster.destroy()
         single.stop_redis()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--tasks", type=int, default=64)
+    args = parser.parse_args()
+    print(json.dumps(run(args.seconds, args.tasks), indent=2))
 
 
 if __name__ == "__main__":

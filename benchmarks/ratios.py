@@ -27,6 +27,8 @@ KEYS = (
     "me_p99_ms_during_login_storm",
     "scale_drain_4_vs_1_writers",  # drain rows/s with 4 writer processes / with 1
     "scale_accept_2_vs_1_api",  # accept knee with 2 API processes / with 1
+    "cluster_vs_single",  # enqueue/s on the cluster (WAITAOF 1 1) / on one Valkey
+    "waitaof_added_p99_ms",  # the cluster's enqueue p99 with WAITAOF 1 1 minus without
 )
 
 
@@ -94,5 +96,12 @@ def compute(results: Mapping[str, Any]) -> dict[str, float | int | None]:
         "scale_accept_2_vs_1_api": _divide(
             _get(results, "scale", "accept", "2", "max_rate"),
             _get(results, "scale", "accept", "1", "max_rate"),
+        ),
+        "cluster_vs_single": _divide(
+            _get(results, "scale", "cluster", "cluster_waitaof", "per_second"),
+            _get(results, "scale", "cluster", "single", "per_second"),
+        ),
+        "waitaof_added_p99_ms": _number(
+            _get(results, "scale", "cluster", "waitaof_cost", "added_p99_ms")
         ),
     }

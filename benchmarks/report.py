@@ -30,6 +30,8 @@ RATIO_NOTES = {
     "me_p99_ms_during_login_storm": "GET /api/v1/me p99 during a login storm (ms)",
     "scale_drain_4_vs_1_writers": "writer rows/s, 4 writer processes / 1 (scale phase)",
     "scale_accept_2_vs_1_api": "open-loop knee, 2 API processes / 1 (scale phase)",
+    "cluster_vs_single": "enqueue/s, 3-master cluster with WAITAOF 1 1 / one Valkey",
+    "waitaof_added_p99_ms": "the cluster's enqueue p99, with WAITAOF 1 1 minus without (ms)",
 }
 
 
@@ -217,6 +219,20 @@ def _scale_rows(scale: dict[str, Any]) -> list[str]:
             f" {source}; CPU µs per request: API {_n(cpu.get('api'))}, total"
             f" {_n(cpu.get('total'))} |"
         )
+    found = scale.get("cluster") or {}
+    labels = {
+        "single": "one Valkey (AOF always)",
+        "cluster_no_waitaof": "3 masters + 3 replicas, master's fsync only",
+        "cluster_waitaof": "3 masters + 3 replicas, WAITAOF 1 1",
+    }
+    for case, label in labels.items():
+        if case in found:
+            figure = found[case]
+            rows.append(
+                f"| {label} | enqueue/s | {_n(figure['per_second'], '/s')} | p50"
+                f" {_n(figure['p50_ms'], ' ms')}, p99 {_n(figure['p99_ms'], ' ms')};"
+                f" {found['tasks']} tasks, {found['seconds_each']:g} s |"
+            )
     return rows
 
 
@@ -335,8 +351,10 @@ NOTES = """## How each number was obtained
   sessions are minted directly in Redis in the session store's format instead of 1.2 M logins.
 - **7 Scale**: the drain of phase 2 again with 1, 2 and 4 `examreg writer` processes (over the
   history the earlier phases left), and the knee of phase 1 with 1 and 2 API processes (the accept
-  phase's own knee stands for its process count). One machine: the processes share its 2 cores
-  with PostgreSQL and Valkey, so the figures show where one node saturates, not a cluster's
-  scaling.
+  phase's own knee stands for its process count), then `benchmarks/cluster.py`: the API's
+  enqueue (`streams.Enqueuer`, closed loop, 64 tasks) on one Valkey and on a 3-master cluster with
+  a replica each, with and without `WAITAOF 1 1`, on servers of its own. One machine: the
+  processes share its 2 cores with PostgreSQL and Valkey, so the figures show where one node
+  saturates, not a cluster's scaling.
 - **Ratios**: `benchmarks/ratios.py`; null means the phase did not run or gave no figure.
 """

@@ -24,7 +24,9 @@ directory, and writes `results.json` (with its `ratios` object, `benchmarks/rati
    of admitted requests, time to drain.
 6. logins: GET /api/v1/me p99 for logged-in users alone, then during a login storm.
 7. scale: capacity per node (docs/capacity.md): the drain with 1, 2 and 4 writer processes (at the
-   history the earlier phases left), the accept knee with 1 and 2 API processes.
+   history the earlier phases left), the accept knee with 1 and 2 API processes, and the API's
+   enqueue on one Valkey against a 3-master cluster with and without WAITAOF 1 1
+   (`benchmarks/cluster.py`, on servers of its own).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from typing import Any
 
 import redis
 
-from benchmarks import cpu, knee, naive_app, nation, ratios, report, wrk
+from benchmarks import cluster, cpu, knee, naive_app, nation, ratios, report, wrk
 from benchmarks.procs import (
     ROOT,
     Processes,
@@ -672,7 +674,7 @@ class Bench:
     def scale(self) -> None:
         """Capacity per node (docs/capacity.md): the drain with 1, 2 and 4 writer processes, the
         accept knee with 1 and 2 API processes (the accept phase's figure is reused for its own
-        process count)."""
+        process count), the enqueue on the cluster against the single node."""
         self.stop_examreg()
         scale: dict[str, Any] = {"drain": {}, "accept": {}}
         self.results["scale"] = scale
@@ -691,6 +693,11 @@ class Bench:
                 "workers": workers,
                 "from": "scale",
             }
+        # The enqueue on one Valkey against a 3-master cluster (a replica each), with and
+        # without WAITAOF 1 1: servers of its own, started and removed by benchmarks/cluster.py.
+        seconds = 3.0 if self.config.quick else 10.0
+        log(f"scale: the enqueue, single node against the cluster, {seconds:g} s per case")
+        scale["cluster"] = cluster.run(seconds=seconds)
         log(f"scale: {json.dumps(scale)[:2000]}")
 
     # -- run -----------------------------------------------------------------------------------

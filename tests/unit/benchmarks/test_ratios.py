@@ -41,6 +41,11 @@ def _results() -> dict[str, Any]:
         "scale": {
             "drain": {"1": {"writer_rows_per_s": 12_000}, "4": {"writer_rows_per_s": 18_000}},
             "accept": {"1": {"max_rate": 2000}, "2": {"max_rate": 3000}},
+            "cluster": {
+                "single": {"per_second": 10_000.0},
+                "cluster_waitaof": {"per_second": 2_500.0},
+                "waitaof_cost": {"added_p99_ms": 110.5},
+            },
         },
     }
 
@@ -66,6 +71,8 @@ def test_every_ratio_of_a_full_run_is_computed_from_its_phases() -> None:
         "me_p99_ms_during_login_storm": 31.0,
         "scale_drain_4_vs_1_writers": 1.5,
         "scale_accept_2_vs_1_api": 1.5,
+        "cluster_vs_single": 0.25,
+        "waitaof_added_p99_ms": 110.5,
     }
 
 
