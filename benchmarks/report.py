@@ -103,7 +103,9 @@ def _drain_rows(number: str, label: str, drain: dict[str, Any] | None) -> list[s
         f" {drain['existing_versions']:,} versions already in the history,"
         f" {drain['writers']} writer process(es) |",
         f"| {number} | {label}: raw COPY of the same rows (ceiling) |"
-        f" {_n(drain['copy_rows_per_s'], '/s')} | writer / COPY = {drain['writer_to_copy']:.2f} |",
+        f" {_n(drain['copy_rows_per_s'], '/s')} | writer / COPY = {_n(drain['writer_to_copy'])}"
+        + ("" if drain["writer_rows_per_s"] else " (the drain was too quick to time)")
+        + " |",
     ]
 
 
