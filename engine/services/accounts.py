@@ -9,12 +9,13 @@ and the pages both call these, so there is one way in. It must not read a reques
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.adapters import metrics
+from engine.adapters import backend, metrics
 from engine.adapters.sessions import Attempt, Session
 from engine.domain.passwords import check_password_policy
 from engine.errors import InvalidCredentials, Overloaded, TooManyAttempts
@@ -80,8 +81,12 @@ async def authenticate(
     """
     svc.passwords.refuse_when_full()  # a login refused for load costs no Redis or SQL call
     attempt = await _attempt(svc, kind, login_id, address)
-    account = await lookup(login_id)
-    ok = await _verify(svc, attempt, account.password_hash if account else None, password)
+    try:
+        account = await lookup(login_id)
+        ok = await _verify(svc, attempt, account.password_hash if account else None, password)
+    except backend.BACKEND_ERRORS:
+        await _forget(svc, attempt)  # no password was judged: the attempt does not count
+        raise
     if not ok or account is None:
         await svc.throttle.failed(attempt)
         metrics.LOGINS.labels(kind, "failure").inc()
@@ -94,12 +99,18 @@ async def authenticate(
     scope: dict[str, Any] = {"must_change": account.must_change_password}
     if account.unit is not None:  # the window of this candidate, without a roster read per request
         scope["unit"] = account.unit
-    opened = await open_session(svc, kind, account.subject, login_id, scope)
-    # A password change or reset that committed while the hash was being verified ended the
-    # account's sessions before this one existed. Read the account again now that this session is
-    # listed: if the password verified is no longer the account's, this session must not live
-    # (a reset committed after this read revokes it through the index).
-    again = await lookup(login_id)
+    try:
+        opened = await open_session(svc, kind, account.subject, login_id, scope)
+        # A password change or reset that committed while the hash was being verified ended the
+        # account's sessions before this one existed. Read the account again now that this
+        # session is listed: if the password verified is no longer the account's, this session
+        # must not live (a reset committed after this read revokes it through the index).
+        again = await lookup(login_id)
+    except backend.BACKEND_ERRORS:
+        # The password was right and the session could not be opened (Valkey or PostgreSQL
+        # down, a failover): a 503 the owner retries, never a failure counted against them.
+        await _forget(svc, attempt)
+        raise
     if again is None or again.password_hash != account.password_hash:
         await svc.sessions.revoke_token(kind, account.subject, opened.token)
         metrics.LOGINS.labels(kind, "failure").inc()
@@ -120,6 +131,13 @@ async def replace_sessions(svc: Services, session: Session) -> NewSession:
     if "unit" in session.scope:
         scope["unit"] = session.scope["unit"]
     return await open_session(svc, session.kind, session.subject, session.login, scope)
+
+
+async def _forget(svc: Services, attempt: Attempt) -> None:
+    """Take back an attempt no password judgement ended (a backend failed on the way): best
+    effort, for the backend that failed may be the throttle's own."""
+    with contextlib.suppress(*backend.BACKEND_ERRORS):
+        await svc.throttle.abandoned(attempt)
 
 
 async def _attempt(svc: Services, kind: SessionKind, login_id: str, address: str) -> Attempt:

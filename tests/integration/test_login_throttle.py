@@ -190,3 +190,32 @@ async def test_the_current_password_check_is_throttled_with_the_login(
         assert int(refused.headers["retry-after"]) > 0
         login = await _login(harness, candidate["national_id"], TEST_PASSWORD)
         assert login.status_code == 429, "the login and the password change share one counter"
+
+
+async def test_a_right_password_met_by_a_backend_failure_is_never_counted_against_the_owner(
+    settings: Settings, roster: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Valkey failover (the cluster's failover test found it): the password verifies, the
+    # session cannot be written, 503; the owner retries. Before, each such retry was left counted
+    # as a failure, so the owner met 429 `too_many_attempts` once the cluster was back.
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from engine.services import accounts
+
+    real_open = accounts.open_session
+    outages = {"left": 12}
+
+    async def flaky_open(*args: Any, **kwargs: Any) -> Any:
+        if outages["left"] > 0:
+            outages["left"] -= 1
+            raise RedisConnectionError("the master of this slot is gone")
+        return await real_open(*args, **kwargs)
+
+    monkeypatch.setattr(accounts, "open_session", flaky_open)
+    async for harness in harness_with(settings, login_delay_seconds=60):
+        login = roster[31]["national_id"]
+        failed = [await _login(harness, login, TEST_PASSWORD) for _ in range(12)]
+        assert [a.status_code for a in failed] == [503] * 12
+        assert len(failed) > harness.settings.login_max_failures
+        back = await _login(harness, login, TEST_PASSWORD)
+        assert back.status_code == 200, back.text
