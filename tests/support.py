@@ -11,6 +11,7 @@ from dataclasses import asdict
 from typing import Any
 
 import asyncpg
+import redis
 
 from engine.adapters import store, streams
 from engine.adapters.passwords import make_hasher
@@ -98,3 +99,16 @@ async def drain(settings: Settings, pool: asyncpg.Pool, client: Any, within: flo
                 return
             if not busy:  # entries another consumer holds: give it a moment
                 await asyncio.sleep(0.05)
+
+
+def replica_of(master_port: int, seeds: list[tuple[str, int]]) -> int:
+    """The port of the cluster node that replicates the master on `master_port` (loopback)."""
+    for _, port in seeds:
+        client = redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=2)
+        try:
+            info: Any = client.info("replication")
+            if info["role"] == "slave" and int(info["master_port"]) == master_port:
+                return port
+        finally:
+            client.close()
+    raise AssertionError(f"no replica of 127.0.0.1:{master_port}")

@@ -27,6 +27,7 @@ from engine.errors import Unavailable
 from engine.runtime.cli import main
 from engine.settings import Settings
 from tests.conftest import ClusterServers
+from tests.support import replica_of
 
 pytestmark = pytest.mark.anyio
 
@@ -172,7 +173,7 @@ async def test_without_a_replica_fsync_the_submission_is_refused_not_acknowledge
         await client.initialize()
         master = client.get_node_from_key(streams.stream_key(3))
         assert master is not None
-        replica = _replica_of(master.port, cluster)
+        replica = replica_of(master.port, streams.cluster_seeds(cluster.redis_url))
         pid = cluster.embedded.pid(replica)
         assert pid is not None
         os.kill(pid, signal.SIGSTOP)
@@ -186,18 +187,6 @@ async def test_without_a_replica_fsync_the_submission_is_refused_not_acknowledge
         assert replay.replayed and replay.version == 1
     finally:
         await client.aclose()
-
-
-def _replica_of(master_port: int, cluster: ClusterServers) -> int:
-    for _, port in streams.cluster_seeds(cluster.redis_url):
-        node = _node(port)
-        try:
-            info: Any = node.info("replication")
-            if info["role"] == "slave" and int(info["master_port"]) == master_port:
-                return port
-        finally:
-            node.close()
-    raise AssertionError(f"no replica of 127.0.0.1:{master_port}")
 
 
 @pytest.mark.topologies

@@ -29,7 +29,7 @@ from engine.adapters import streams
 from engine.runtime.writer import run_writer
 from engine.settings import Settings
 from tests.conftest import ClusterServers, Harness, with_settings
-from tests.support import TEST_PASSWORD, form_for
+from tests.support import TEST_PASSWORD, form_for, replica_of
 
 pytestmark = [
     pytest.mark.anyio,
@@ -166,7 +166,7 @@ async def test_a_master_killed_under_load_loses_no_acknowledged_submission(
             return len(ledger.acked) >= KILL_AFTER or all(d.done() for d in drivers)
 
         await _wait_for(enough_acked, 60, f"{KILL_AFTER} acknowledged submissions")
-        replica = _replica_of(victim, seeds)
+        replica = replica_of(victim, seeds)
         await asyncio.to_thread(embedded.kill_node, victim)
         ledger.killed = True
 
@@ -227,18 +227,6 @@ def _role(port: int) -> str:
         return "down"
     finally:
         client.close()
-
-
-def _replica_of(master: int, seeds: list[tuple[str, int]]) -> int:
-    for _, port in seeds:
-        client = redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=2)
-        try:
-            info: Any = client.info("replication")
-            if info["role"] == "slave" and int(info["master_port"]) == master:
-                return port
-        finally:
-            client.close()
-    raise AssertionError(f"no replica of 127.0.0.1:{master}")
 
 
 async def store_versions(pool: asyncpg.Pool, candidate_ids: list[int]) -> dict[int, list[int]]:
