@@ -32,19 +32,26 @@ from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.exceptions import AskError, MovedError, OutOfMemoryError, RedisError, ResponseError
+from redis.exceptions import (
+    AskError,
+    MovedError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from engine.adapters import metrics
-from engine.adapters.backend import Redis
+from engine.adapters.backend import Redis, dropped_connection
 from engine.errors import (
     IdempotencyKeyReused,
     Overloaded,
@@ -158,6 +165,54 @@ async def load_functions(client: Redis) -> None:
     await client.function_load(_LUA.read_text(), replace=True)
 
 
+async def _stale_map(client: RedisCluster, exc: ReadOnlyError) -> NoReturn:
+    """A write reached a node that is now a replica (a failed master back as its successor's
+    replica, before redis-py saw the change): read the slot map again, and fail the command as a
+    dropped connection, which every caller retries (the writer after a second)."""
+    with contextlib.suppress(RedisError, OSError):
+        await client.nodes_manager.initialize()
+    raise RedisConnectionError(f"stale slot map: {exc}") from exc
+
+
+class _ClusterPipeline(ClusterPipeline):
+    """A cluster pipeline whose connection another task closed under it raises ConnectionError."""
+
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[Any]:
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        except AttributeError as exc:
+            if dropped_connection(exc):
+                raise RedisConnectionError(str(exc)) from exc
+            raise
+        except ReadOnlyError as exc:
+            await _stale_map(self.cluster_client, exc)
+
+
+class _Cluster(RedisCluster):
+    """redis-py's cluster client, with a connection another task closed under a command (on
+    CLUSTERDOWN, `backend.dropped_connection`) raised as the ConnectionError it is: every caller
+    then answers 503 and retries as after any dropped connection, never 500."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except AttributeError as exc:
+            if dropped_connection(exc):
+                raise RedisConnectionError(str(exc)) from exc
+            raise
+        except ReadOnlyError as exc:
+            await _stale_map(self, exc)
+
+    def pipeline(
+        self, transaction: Any | None = None, shard_hint: Any | None = None
+    ) -> ClusterPipeline:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # refused by redis-py, as before
+        return _ClusterPipeline(self, transaction)  # type: ignore[abstract]
+
+
 def connect(url: str, *, timeout: float = 5.0, max_connections: int = 64) -> Redis:
     """A client whose pool waits for a free connection and survives a Redis restart.
 
@@ -174,7 +229,7 @@ def connect(url: str, *, timeout: float = 5.0, max_connections: int = 64) -> Red
     it finds a replica promoted in place of a dead master.
     """
     if is_cluster(url):
-        return RedisCluster(
+        return _Cluster(
             startup_nodes=[ClusterNode(host, port) for host, port in cluster_seeds(url)],
             decode_responses=True,
             socket_timeout=timeout,
