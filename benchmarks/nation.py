@@ -28,7 +28,7 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -92,17 +92,22 @@ async def mint_sessions(
         await client.aclose()
 
 
-async def settle(dsn: str, redis_url: str, limit: float = 600) -> float:
-    """Leave no background work to a measurement: VACUUM ANALYZE what the runs write, CHECKPOINT,
-    and rewrite Valkey's append-only file now rather than mid-step. Returns the seconds taken."""
-    started = time.perf_counter()
+async def vacuum_and_checkpoint(dsn: str, tables: Iterable[str], limit: float) -> None:
+    """VACUUM ANALYZE each of `tables`, then CHECKPOINT: PostgreSQL's background work done now."""
     conn = await asyncpg.connect(dsn, command_timeout=limit)
     try:
-        for table in SETTLED_TABLES:
+        for table in tables:
             await conn.execute(f"VACUUM (ANALYZE) {table}")
         await conn.execute("CHECKPOINT")
     finally:
         await conn.close()
+
+
+async def settle(dsn: str, redis_url: str, limit: float = 600) -> float:
+    """Leave no background work to a measurement: VACUUM ANALYZE what the runs write, CHECKPOINT,
+    and rewrite Valkey's append-only file now rather than mid-step. Returns the seconds taken."""
+    started = time.perf_counter()
+    await vacuum_and_checkpoint(dsn, SETTLED_TABLES, limit)
     client = aioredis.Redis.from_url(redis_url)
     try:
         with contextlib.suppress(ResponseError):  # one is already running: wait for it

@@ -160,13 +160,7 @@ async def seed(dsn: str, redis_url: str, config: Config, scratch: Path) -> dict[
 
 async def settle(dsn: str) -> float:
     started = time.perf_counter()
-    conn = await asyncpg.connect(dsn, command_timeout=3600)
-    try:
-        for table in TABLES:
-            await conn.execute(f"VACUUM (ANALYZE) {table}")
-        await conn.execute("CHECKPOINT")
-    finally:
-        await conn.close()
+    await nation.vacuum_and_checkpoint(dsn, TABLES, 3600)
     return round(time.perf_counter() - started, 1)
 
 
